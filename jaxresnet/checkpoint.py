@@ -1,0 +1,189 @@
+"""Checkpoints with orbax: one per saved epoch, the latest `keep` plus the best by test accuracy.
+
+A checkpoint holds everything a run needs to continue bit for bit: params, batch_stats, optimizer
+state, step and epoch, the PRNG key (as key data), the metrics history and the configuration.
+Saves are asynchronous (the next epoch trains while the last one is written) and always finished
+before `close()` returns. Orbax writes into a temporary folder and renames it when complete, so a
+process killed mid-save leaves the previous checkpoints intact; the leftover temporary folder is
+removed the next time the store is opened.
+
+    store = CheckpointStore("runs/x/checkpoints")
+    store.save(epoch, state, shuffle_key, history, config)
+    saved = store.restore(template_state)           # latest complete checkpoint, or None
+    store.close()
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+from jaxresnet.config import TrainConfig
+from jaxresnet.train import TrainState
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint where one was expected."""
+
+
+@dataclass
+class Restored:
+    epoch: int
+    state: TrainState
+    shuffle_key: jax.Array
+    history: list[dict]
+    config: TrainConfig
+
+
+def _test_accuracy(metrics) -> float:
+    return float(metrics["test_accuracy"])
+
+
+class CheckpointStore:
+    def __init__(self, directory: str, keep: int = 3, *, read_only: bool = False):
+        self.directory = os.path.abspath(directory)
+        self._quarantine = self.directory + "-damaged"
+        policy = pp.AnyPreservationPolicy([
+            pp.LatestN(n=keep),
+            pp.BestN(get_metric_fn=_test_accuracy, n=1),
+        ])
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy,
+            cleanup_tmp_directories=True,  # removes what a killed save left behind
+            create=not read_only,
+            read_only=read_only,
+            enable_async_checkpointing=True,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                              item_names=("state", "history", "config"))
+
+    # -- saving -------------------------------------------------------------------------------------
+    def save(self, epoch: int, state: TrainState, shuffle_key: jax.Array, history: list[dict],
+             config: TrainConfig) -> float:
+        """Start saving epoch `epoch`; returns the seconds the call blocked (the write goes on behind)."""
+        t0 = time.perf_counter()
+        self._manager.save(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_state_tree(state, shuffle_key, epoch)),
+                history=ocp.args.JsonSave({"epochs": history}),
+                config=ocp.args.JsonSave(config.to_dict()),
+            ),
+            metrics={"test_accuracy": history[-1]["test_accuracy"]},
+        )
+        return time.perf_counter() - t0
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    # -- restoring ----------------------------------------------------------------------------------
+    def epochs(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def latest_epoch(self) -> int | None:
+        steps = self.epochs()
+        return steps[-1] if steps else None
+
+    def best_epoch(self) -> int | None:
+        """The saved epoch with the highest test accuracy (the latest of equals)."""
+        steps = self.epochs()
+        if not steps:
+            return None
+        history = self.read_history(steps[-1])
+        acc = {h["epoch"]: h["test_accuracy"] for h in history}
+        return max(steps, key=lambda s: (acc.get(s, -1.0), s))
+
+    def read_history(self, epoch: int) -> list[dict]:
+        out = self._manager.restore(epoch, args=ocp.args.Composite(history=ocp.args.JsonRestore()))
+        return list(out["history"]["epochs"])
+
+    def read_config(self, epoch: int) -> TrainConfig:
+        out = self._manager.restore(epoch, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        return TrainConfig.from_dict(dict(out["config"]))
+
+    def restore(self, template: TrainState, epoch: int | None = None, *, fallback: bool = True) -> Restored | None:
+        """Restore `epoch` (default: the latest). None if there is no checkpoint at all.
+
+        A damaged checkpoint (a file truncated or removed) raises CheckpointError naming it; with
+        `fallback` (and no explicit epoch) the previous one is tried instead, with a warning. Once an
+        older one restores, the damaged newer ones are moved aside to `<dir>-damaged/` (never
+        deleted) so the run can save those epochs again.
+        """
+        saved = self.epochs()
+        if epoch is not None and epoch not in saved:
+            raise CheckpointError(f"no checkpoint for epoch {epoch} in {self.directory} "
+                                  f"(saved: {', '.join(map(str, saved)) or 'none'})")
+        candidates = saved if epoch is None else [epoch]
+        damaged = []
+        for step in reversed(candidates):
+            try:
+                restored = self._restore_step(template, step)
+            except Exception as e:  # orbax/tensorstore raise many types for damaged files
+                where = os.path.join(self.directory, str(step))
+                if not fallback or epoch is not None:
+                    raise CheckpointError(f"checkpoint {where} is damaged: {_first_line(e)}") from e
+                print(f"warning: checkpoint {where} is damaged ({_first_line(e)}); "
+                      f"trying the previous one", file=sys.stderr)
+                damaged.append(step)
+                continue
+            for step_bad in damaged:
+                moved = self._move_aside(step_bad)
+                print(f"warning: moved damaged checkpoint {step_bad} to {moved}", file=sys.stderr)
+            return restored
+        if candidates:
+            raise CheckpointError(f"no complete checkpoint left in {self.directory} "
+                                  f"(damaged: {', '.join(map(str, damaged))})")
+        return None
+
+    def _restore_step(self, template: TrainState, step: int) -> Restored:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                                _state_tree(template, jax.random.key(0), 0))
+        out = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract),
+            history=ocp.args.JsonRestore(),
+            config=ocp.args.JsonRestore(),
+        ))
+        tree = out["state"]
+        state = template.replace(params=tree["params"], batch_stats=tree["batch_stats"],
+                                 opt_state=tree["opt_state"], step=tree["step"])
+        return Restored(
+            epoch=int(tree["epoch"]),
+            state=state,
+            shuffle_key=jax.random.wrap_key_data(tree["rng"]),
+            history=list(out["history"]["epochs"]),
+            config=TrainConfig.from_dict(dict(out["config"])),
+        )
+
+    def _move_aside(self, step: int) -> str:
+        os.makedirs(self._quarantine, exist_ok=True)
+        dest = os.path.join(self._quarantine, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(os.path.join(self.directory, str(step)), dest)
+        self._manager.reload()
+        return dest
+
+
+def _state_tree(state: TrainState, shuffle_key: jax.Array, epoch: int) -> dict:
+    return {
+        "params": state.params,
+        "batch_stats": state.batch_stats,
+        "opt_state": state.opt_state,
+        "step": state.step,
+        "epoch": jnp.asarray(epoch, jnp.int32),
+        "rng": jax.random.key_data(shuffle_key),
+    }
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:300]}" if text else type(e).__name__

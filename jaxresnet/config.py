@@ -1,0 +1,99 @@
+"""A run's configuration: defaults (the reference experiment), validation, and what may change on resume."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from jaxresnet.layers import CONV_IMPLS, INITS
+from jaxresnet.models import ARCHS
+
+DTYPES = ("float32", "bfloat16")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or inconsistent; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # The experiment: changing any of these makes a different run, so a resume refuses them.
+    arch: str = "resnet34"
+    resize: int = 128
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    train_per_class: int = 500
+    test_per_class: int | None = None  # None: the whole 10,000-image test split
+    seed: int = 0
+    dtype: str = "float32"
+    init: str = "torch"
+    # How and how long to run: these may change when a run is resumed.
+    epochs: int = 10
+    conv_impl: str = "auto"
+    eval_batch_size: int = 500
+    save_every: int = 1
+    keep: int = 3
+    data_dir: str | None = None
+    download: bool = True
+
+    def validate(self) -> "TrainConfig":
+        _at_least("--resize", self.resize, 8)
+        _at_least("--epochs", self.epochs, 1)
+        _at_least("--batch-size", self.batch_size, 1)
+        _at_least("--eval-batch-size", self.eval_batch_size, 1)
+        _at_least("--train-per-class", self.train_per_class, 1)
+        if self.test_per_class is not None:
+            _at_least("--test-per-class", self.test_per_class, 1)
+        _at_least("--save-every", self.save_every, 1)
+        _at_least("--keep", self.keep, 1)
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
+        _one_of("--arch", self.arch, tuple(ARCHS))
+        _one_of("--dtype", self.dtype, DTYPES)
+        _one_of("--init", self.init, INITS)
+        _one_of("--conv-impl", self.conv_impl, CONV_IMPLS)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# Fields a resumed run may change; every other field defines the experiment.
+RESUMABLE_CHANGES = ("epochs", "conv_impl", "eval_batch_size", "save_every", "keep", "data_dir", "download")
+
+
+def flag(name: str) -> str:
+    return "--no-download" if name == "download" else "--" + name.replace("_", "-")
+
+
+def resume_mismatch(saved: TrainConfig, now: TrainConfig) -> str | None:
+    """A message naming the first experiment-defining field that differs, or None."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in RESUMABLE_CHANGES:
+            continue
+        a, b = getattr(saved, f.name), getattr(now, f.name)
+        if a != b:
+            return (f"{flag(f.name)} is {b!r} but the run being resumed used {a!r}; "
+                    f"only {', '.join(flag(n) for n in RESUMABLE_CHANGES)} may change on resume")
+    return None
+
+
+def _at_least(name: str, value, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _one_of(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -1,0 +1,184 @@
+"""Layers with PyTorch semantics: BatchNorm, torch-style init, and a conv that XLA:CPU runs fast.
+
+The parameter names and layouts match flax's own `nn.Conv` / `nn.BatchNorm` (`kernel` HWIO, `bias`,
+`scale`, batch_stats `mean`/`var`), so checkpoints and converters do not care which one built a model.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+Array = jax.Array
+
+
+# --- BatchNorm --------------------------------------------------------------------------------------
+class BatchNorm(nn.Module):
+    """torch.nn.BatchNorm2d semantics in flax's parameter layout.
+
+    Normalises with the biased batch variance, like both frameworks, but updates the running
+    variance with the *unbiased* one (n / (n-1)), as torch does and flax's BatchNorm does not.
+    `momentum` follows flax's convention: running = momentum * running + (1 - momentum) * batch,
+    so torch's default 0.1 is 0.9 here. Statistics are reduced over every non-feature axis of the
+    global batch, which under `jax.jit` with a batch-sharded input is the global batch.
+    """
+
+    use_running_average: bool = False
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    unbiased_running_var: bool = True
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        axes = tuple(range(x.ndim - 1))
+        if self.use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            xf = x.astype(jnp.float32)  # statistics in float32 even for bfloat16 activations
+            mean = jnp.mean(xf, axes)
+            var = jnp.mean(jnp.square(xf - mean), axes)
+            if not self.is_initializing():
+                n = math.prod(x.shape[:-1])
+                run_var = var * (n / max(n - 1, 1)) if self.unbiased_running_var else var
+                ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+                ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * run_var
+        mul = scale * jax.lax.rsqrt(var + self.epsilon)
+        y = x.astype(jnp.float32) * mul + (bias - mean * mul)
+        dtype = self.dtype or x.dtype
+        return y.astype(dtype)
+
+
+# --- convolution ------------------------------------------------------------------------------------
+def _im2col(x: Array, kernel_size: Sequence[int], strides: Sequence[int], padding) -> Array:
+    """(N, H, W, C) -> (N, H', W', kh*kw*C) by strided slicing, ordered like an HWIO kernel."""
+    kh, kw = kernel_size
+    sh, sw = strides
+    (pt, pb), (pl, pr) = padding
+    x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    out_h = (x.shape[1] - kh) // sh + 1
+    out_w = (x.shape[2] - kw) // sw + 1
+    cols = [
+        jax.lax.slice(
+            x,
+            (0, i, j, 0),
+            (x.shape[0], i + (out_h - 1) * sh + 1, j + (out_w - 1) * sw + 1, x.shape[3]),
+            (1, sh, sw, 1),
+        )
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+class Conv(nn.Module):
+    """2-D convolution, NHWC/HWIO like `nn.Conv`, with a choice of how it is computed.
+
+    impl="xla" lowers to XLA's convolution. impl="im2col" gathers patches by slicing and does one
+    matmul: XLA:CPU runs some shapes (3x3 kernels on 2x2 maps, measured 843 ms vs 26 ms) an order of
+    magnitude faster that way, and its backward pass is plain pads and matmuls. impl="auto" picks
+    im2col on CPU for small output maps, where XLA:CPU's convolution is slow, and XLA elsewhere.
+    Both give the same result to float32 rounding (tests/test_layers.py).
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] = (1, 1)
+    padding: Any = ((0, 0), (0, 0))
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    weight_init: str = "flax"
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kh, kw = self.kernel_size
+        in_features = x.shape[-1]
+        kernel_init, bias_init = initializers(self.weight_init, kh * kw * in_features)
+        kernel = self.param("kernel", kernel_init, (kh, kw, in_features, self.features), self.param_dtype)
+        dtype = self.dtype or x.dtype
+        x = x.astype(dtype)
+        kernel = kernel.astype(dtype)
+        impl = resolve_conv_impl(self.impl, x.shape, self.kernel_size, self.strides, self.padding)
+        if impl == "im2col":
+            cols = _im2col(x, self.kernel_size, self.strides, self.padding)
+            y = jnp.dot(cols, kernel.reshape(kh * kw * in_features, self.features))
+        else:
+            y = jax.lax.conv_general_dilated(
+                x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+        if self.use_bias:
+            bias = self.param("bias", bias_init, (self.features,), self.param_dtype)
+            y = y + bias.astype(dtype)
+        return y
+
+
+class Dense(nn.Module):
+    """`nn.Dense` (same `kernel`/`bias` layout) with a choice of torch's or flax's initialisation."""
+
+    features: int
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    weight_init: str = "flax"
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kernel_init, bias_init = initializers(self.weight_init, x.shape[-1])
+        kernel = self.param("kernel", kernel_init, (x.shape[-1], self.features), self.param_dtype)
+        bias = self.param("bias", bias_init, (self.features,), self.param_dtype)
+        dtype = self.dtype or x.dtype
+        return jnp.dot(x.astype(dtype), kernel.astype(dtype)) + bias.astype(dtype)
+
+
+INITS = ("torch", "flax")
+
+
+def initializers(init: str, fan_in: int):
+    """(kernel_init, bias_init) for a layer with this fan-in.
+
+    "torch": torch's defaults for Conv/Linear, kaiming_uniform(a=sqrt(5)) for the weight and
+    U(-1/sqrt(fan_in), +1/sqrt(fan_in)) for the bias -- both the same uniform bound.
+    "flax": lecun_normal weights, zero bias.
+    """
+    if init == "flax":
+        return nn.initializers.lecun_normal(), nn.initializers.zeros
+    if init == "torch":
+        bound = 1.0 / math.sqrt(fan_in)
+
+        def uniform(key, shape, dtype=jnp.float32):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        return uniform, uniform
+    raise ValueError(f"init must be one of {INITS}, got {init!r}")
+
+
+CONV_IMPLS = ("auto", "xla", "im2col")
+# Output maps at most this many pixels go through im2col on CPU under impl="auto" (see BENCHMARKS.md).
+IM2COL_MAX_OUTPUT_PIXELS = 16
+
+
+def resolve_conv_impl(impl: str, in_shape, kernel_size, strides, padding) -> str:
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    if jax.default_backend() != "cpu":
+        return "xla"
+    kh, kw = kernel_size
+    if (kh, kw) == (1, 1):
+        return "im2col"  # a strided slice and a matmul: never slower
+    (pt, pb), (pl, pr) = padding
+    out_h = (in_shape[1] + pt + pb - kh) // strides[0] + 1
+    out_w = (in_shape[2] + pl + pr - kw) // strides[1] + 1
+    return "im2col" if out_h * out_w <= IM2COL_MAX_OUTPUT_PIXELS else "xla"

@@ -1,0 +1,111 @@
+"""ResNets built from parts: a block type, stage sizes and widths, with the reference's stem and head.
+
+The reference network (a PyTorch homework's ResNet34) differs from torchvision's in three places:
+the stem conv has padding 5 and a bias, the max-pool is 2x2 with stride 2, and the head is two
+linear layers (512 -> 128 -> classes, no activation between them). Module names follow the
+reference's printout closely so that `jaxresnet.convert` maps them one to one.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+from jaxresnet.layers import BatchNorm, Conv, Dense
+
+ModuleDef = Any
+
+
+class BasicBlock(nn.Module):
+    """conv3x3(stride) -> BN -> ReLU -> conv3x3 -> BN, plus shortcut, ReLU after the sum."""
+
+    filters: int
+    conv: ModuleDef
+    norm: ModuleDef
+    strides: int = 1
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x):
+        s = (self.strides, self.strides)
+        y = self.conv(self.filters, (3, 3), s, ((1, 1), (1, 1)), use_bias=False, name="conv1")(x)
+        y = nn.relu(self.norm(name="bn1")(y))
+        y = self.conv(self.filters, (3, 3), (1, 1), ((1, 1), (1, 1)), use_bias=False, name="conv2")(y)
+        y = self.norm(name="bn2")(y)
+        return nn.relu(y + _shortcut(self, x, self.filters * self.expansion))
+
+
+class BottleneckBlock(nn.Module):
+    """conv1x1 -> BN -> ReLU -> conv3x3(stride) -> BN -> ReLU -> conv1x1(4x) -> BN, plus shortcut."""
+
+    filters: int
+    conv: ModuleDef
+    norm: ModuleDef
+    strides: int = 1
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x):
+        s = (self.strides, self.strides)
+        y = self.conv(self.filters, (1, 1), use_bias=False, name="conv1")(x)
+        y = nn.relu(self.norm(name="bn1")(y))
+        y = self.conv(self.filters, (3, 3), s, ((1, 1), (1, 1)), use_bias=False, name="conv2")(y)
+        y = nn.relu(self.norm(name="bn2")(y))
+        y = self.conv(self.filters * self.expansion, (1, 1), use_bias=False, name="conv3")(y)
+        y = self.norm(name="bn3")(y)
+        return nn.relu(y + _shortcut(self, x, self.filters * self.expansion))
+
+
+def _shortcut(block, x, out_features):
+    # The reference projects only when the stride changes; a bottleneck's first block also changes
+    # width at stride 1, which needs the projection too. For basic blocks the two rules agree.
+    if block.strides == 1 and x.shape[-1] == out_features:
+        return x
+    s = (block.strides, block.strides)
+    r = block.conv(out_features, (1, 1), s, use_bias=False, name="downsample_conv")(x)
+    return block.norm(name="downsample_bn")(r)
+
+
+class ResNet(nn.Module):
+    """Stem (conv7x7/2 pad 5 + bias, BN, ReLU, maxpool 2x2/2), stages, avg-pool, fc1 -> fc2.
+
+    `dtype` is the compute dtype; parameters and BatchNorm statistics stay float32.
+    `weight_init` chooses torch's default initialisation ("torch") or flax's ("flax").
+    `conv_impl` chooses how convolutions are computed (see `jaxresnet.layers.Conv`).
+    """
+
+    stage_sizes: Sequence[int]
+    block_cls: ModuleDef
+    num_classes: int = 10
+    widths: Sequence[int] = (64, 128, 256, 512)
+    hidden: int = 128
+    dtype: Any = jnp.float32
+    weight_init: str = "torch"
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        conv = functools.partial(Conv, dtype=self.dtype, weight_init=self.weight_init, impl=self.conv_impl)
+        norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
+
+        x = x.astype(self.dtype)
+        x = conv(self.widths[0], (7, 7), (2, 2), ((5, 5), (5, 5)), use_bias=True, name="conv1")(x)
+        x = nn.relu(norm(name="bn1")(x))
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
+            for j in range(blocks):
+                strides = 2 if i > 0 and j == 0 else 1
+                x = self.block_cls(width, conv=conv, norm=norm, strides=strides, name=f"layer{i + 1}_{j}")(x)
+        x = jnp.mean(x, axis=(1, 2))
+        x = Dense(self.hidden, dtype=self.dtype, weight_init=self.weight_init, name="fc1")(x)
+        x = Dense(self.num_classes, dtype=self.dtype, weight_init=self.weight_init, name="fc2")(x)
+        return x.astype(jnp.float32)
+
+
+ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock)
+ResNet34 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BasicBlock)
+ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BottleneckBlock)
+
+ARCHS = {"resnet18": ResNet18, "resnet34": ResNet34, "resnet50": ResNet50}

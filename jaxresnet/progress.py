@@ -1,0 +1,48 @@
+"""A one-line progress bar on stderr (step, images/s, ETA), shown only on an interactive terminal."""
+from __future__ import annotations
+
+import sys
+import time
+
+import jax
+
+
+class Progress:
+    def __init__(self, epoch: int, epochs: int, batch_size: int, stream=None, enabled: bool | None = None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.epoch, self.epochs, self.batch_size = epoch, epochs, batch_size
+        self._t0 = None
+        self._pending = None
+
+    def __call__(self, step: int, steps: int, metrics) -> None:
+        if not self.enabled:
+            return
+        # Wait for the step before this one only: the device keeps one step queued, and the rate
+        # shown is real, not the rate at which steps are dispatched.
+        if self._pending is not None:
+            jax.block_until_ready(self._pending)
+        self._pending = metrics["count"]
+        now = time.perf_counter()
+        if self._t0 is None:  # the first step includes compilation; rates start after it
+            self._t0, self._s0 = now, step
+            return
+        done = step - 1 - self._s0
+        rate = done * self.batch_size / max(now - self._t0, 1e-9)
+        eta = (steps - step + 1) * self.batch_size / rate if rate > 0 else float("nan")
+        self.stream.write(f"\repoch {self.epoch}/{self.epochs} step {step}/{steps} "
+                          f"{rate:7.1f} img/s ETA {_hms(eta)}   ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _hms(seconds: float) -> str:
+    if seconds != seconds:
+        return "--:--"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

@@ -1,0 +1,166 @@
+"""Train state, jitted train/eval steps and the epoch loop.
+
+One epoch makes no host round trip per step: the dataset lives on the device, the batch is cut out
+of a device-side permutation inside the step, the state is donated, and the running metrics are
+accumulated on the device and read once at the end of the epoch.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from jaxresnet.data import Split, preprocess
+
+NO_BAD_STEP = np.iinfo(np.int32).max
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def create_train_state(model, key: jax.Array, image_size: int, lr: float, momentum: float) -> TrainState:
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    variables = jax.jit(functools.partial(model.init, train=False))(key, dummy)
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        tx=optax.sgd(lr, momentum),  # torch's SGD: buf = m*buf + g; p -= lr*buf
+    )
+
+
+def epoch_permutation(shuffle_key: jax.Array, epoch: int, n: int) -> jax.Array:
+    """The order of the training examples in `epoch` (1-based): a fresh shuffle per epoch from the seed.
+
+    A function of (key, epoch) alone, so a resumed run replays the same order.
+    """
+    return jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
+
+
+def zero_metrics() -> dict:
+    return {
+        "loss_sum": jnp.zeros((), jnp.float32),
+        "correct": jnp.zeros((), jnp.int32),
+        "count": jnp.zeros((), jnp.int32),
+        "bad_step": jnp.full((), NO_BAD_STEP, jnp.int32),
+    }
+
+
+def cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "image_size", "dtype"), donate_argnums=(0, 1))
+def train_step(state: TrainState, metrics: dict, images, labels, perm, start, step,
+               *, batch_size: int, image_size: int, dtype=jnp.float32):
+    """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
+    idx = jax.lax.dynamic_slice_in_dim(perm, start, batch_size)
+    x = preprocess(images[idx], image_size, dtype)
+    y = labels[idx]
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats}, x, train=True, mutable=["batch_stats"]
+        )
+        return cross_entropy(logits, y), (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    metrics = {
+        "loss_sum": metrics["loss_sum"] + loss * batch_size,
+        "correct": metrics["correct"] + jnp.sum(jnp.argmax(logits, -1) == y),
+        "count": metrics["count"] + batch_size,
+        "bad_step": jnp.where(jnp.isfinite(loss), metrics["bad_step"], jnp.minimum(metrics["bad_step"], step)),
+    }
+    return state, metrics
+
+
+@functools.partial(jax.jit, static_argnames=("image_size", "dtype"))
+def predict_step(state: TrainState, images, idx, *, image_size: int, dtype=jnp.float32):
+    x = preprocess(images[idx], image_size, dtype)
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x, train=False)
+    return jnp.argmax(logits, -1).astype(jnp.int32)
+
+
+@dataclass
+class DeviceData:
+    """A split resident on the device: uint8 images and int32 labels."""
+
+    images: jax.Array
+    labels: jax.Array
+
+    @classmethod
+    def put(cls, split: Split) -> "DeviceData":
+        return cls(jax.device_put(split.images), jax.device_put(split.labels))
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def predict(state: TrainState, data: DeviceData, image_size: int, batch_size: int = 500,
+            dtype=jnp.float32) -> np.ndarray:
+    """Predicted class of every example: the last batch is padded, and the padding dropped."""
+    n = len(data)
+    batch_size = min(batch_size, n)
+    preds = []
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, start + batch_size) % n  # pad the remainder by wrapping around
+        preds.append(predict_step(state, data.images, jnp.asarray(idx, jnp.int32),
+                                  image_size=image_size, dtype=dtype))
+    return np.concatenate(jax.device_get(preds))[:n]
+
+
+def accuracy_percent(correct: int, total: int) -> float:
+    return round(100.0 * correct / total, 2)
+
+
+@dataclass
+class EpochResult:
+    train_accuracy: float
+    train_loss: float
+    seconds: float
+    steps: int
+
+
+def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *, batch_size: int,
+                image_size: int, dtype=jnp.float32, on_step: Callable | None = None):
+    """One pass over `data` in the epoch's order, every example once (a smaller last batch if need be).
+
+    Train accuracy is the running accuracy over the epoch's batches in train mode, as the
+    reference reports it. `on_step(step, steps, metrics)` is for progress display only.
+    """
+    t0 = time.perf_counter()
+    n = len(data)
+    perm = epoch_permutation(shuffle_key, epoch, n)
+    steps = math.ceil(n / batch_size)
+    metrics = zero_metrics()
+    for s in range(steps):
+        start = s * batch_size
+        size = min(batch_size, n - start)
+        state, metrics = train_step(state, metrics, data.images, data.labels, perm, start, s,
+                                    batch_size=size, image_size=image_size, dtype=dtype)
+        if on_step is not None:
+            on_step(s + 1, steps, metrics)
+    m = jax.device_get(metrics)
+    if m["bad_step"] != NO_BAD_STEP:
+        raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, step {int(m['bad_step']) + 1} of {steps}")
+    result = EpochResult(
+        train_accuracy=accuracy_percent(int(m["correct"]), int(m["count"])),
+        train_loss=float(m["loss_sum"]) / int(m["count"]),
+        seconds=time.perf_counter() - t0,
+        steps=steps,
+    )
+    return state, result

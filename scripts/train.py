@@ -1,0 +1,13 @@
+#!/usr/bin/env python3
+"""Train the reference ResNet34 on a CIFAR-10 subset in JAX: `python scripts/train.py --resize 128`."""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jaxresnet.main import train_main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(train_main(sys.argv[1:]))
