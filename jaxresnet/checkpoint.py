@@ -56,10 +56,11 @@ class CheckpointStore:
         ])
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy,
-            cleanup_tmp_directories=True,  # removes what a killed save left behind
+            cleanup_tmp_directories=not read_only,  # removes what a killed save left behind
             create=not read_only,
             read_only=read_only,
             enable_async_checkpointing=True,
+            save_interval_steps=0 if read_only else 1,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_names=("state", "history", "config"))

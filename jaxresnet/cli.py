@@ -52,3 +52,13 @@ def default_workdir(tag: str) -> str:
         i += 1
         path = f"{base}-{i}"
     return path
+
+
+def quiet_libraries() -> None:
+    """Keep orbax/absl's informational warnings out of the user's terminal; errors still show."""
+    import logging
+
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)

@@ -5,6 +5,7 @@ resolution and normalisation happen inside the jitted steps, never on the host e
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -38,8 +39,15 @@ class Split:
 
 
 def load_cifar10(split: str, data_dir: str | None = None, download: bool = True) -> Split:
-    """One CIFAR-10 split as numpy arrays. `download=False` never touches the network."""
-    data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
+    """One CIFAR-10 split as numpy arrays. `download=False` never touches the network.
+
+    Decoding takes seconds, so a process keeps each split it has read (read-only arrays).
+    """
+    return _load_cifar10(split, os.path.abspath(os.path.expanduser(data_dir or DEFAULT_DATA_DIR)), download)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cifar10(split: str, data_dir: str, download: bool) -> Split:
     if not download and not os.path.isdir(os.path.join(data_dir, "cifar10")):
         raise DataError(f"no CIFAR-10 under {data_dir} (looked for {data_dir}/cifar10) and downloading is off")
     tf = _tensorflow_without_gpus()
@@ -59,7 +67,9 @@ def load_cifar10(split: str, data_dir: str | None = None, download: bool = True)
                         f"point --data-dir at a prepared copy, or use --no-download") from e
     images, labels = tfds.as_numpy(ds)
     del tf
-    return Split(np.asarray(images, np.uint8), np.asarray(labels, np.int32))
+    images, labels = np.asarray(images, np.uint8), np.asarray(labels, np.int32)
+    images.flags.writeable = labels.flags.writeable = False
+    return Split(images, labels)
 
 
 def _tensorflow_without_gpus():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from jaxresnet.cli import ArgumentParser, EXIT_BAD_INPUT, add_experiment_flags, default_workdir
+from jaxresnet.cli import ArgumentParser, add_experiment_flags, default_workdir, quiet_libraries
 
 
 def train_parser() -> ArgumentParser:
@@ -51,6 +51,7 @@ def train_main(argv: list[str]) -> int:
     except ConfigError as e:
         parser.error(str(e))
     workdir = args.workdir or default_workdir(f"{config.arch}-r{config.resize}-s{config.seed}")
+    quiet_libraries()
     enable_compilation_cache()
     try:
         train_run(config, workdir, resume=args.resume, progress=args.progress)
@@ -64,4 +65,45 @@ def train_main(argv: list[str]) -> int:
         print(f"\ntrain.py: interrupted; continue with --resume --workdir {workdir}", file=sys.stderr)
         return 130
     print(f"Outputs in {workdir}", file=sys.stderr)
+    return 0
+
+
+def evaluate_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="evaluate.py", description="Score a checkpoint of a run on the test split.")
+    p.add_argument("--workdir", required=True, help="the run's folder (holds checkpoints/)")
+    p.add_argument("--checkpoint", default="best",
+                   help="best (highest test accuracy), latest, or an epoch number (default best)")
+    p.add_argument("--data-dir", default=None, help="default: the run's own --data-dir")
+    p.add_argument("--no-download", dest="download", action="store_false", default=None)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--output", default=None, help="confusion-matrix PNG (default W/confusion-epoch<N>.png)")
+    return p
+
+
+def evaluate_main(argv: list[str]) -> int:
+    import os
+
+    parser = evaluate_parser()
+    args = parser.parse_args(argv)
+    which = args.checkpoint
+    if which not in ("best", "latest") and not which.isdigit():
+        parser.error(f"--checkpoint must be best, latest or an epoch number, got {which!r}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+
+    from jaxresnet.checkpoint import CheckpointError
+    from jaxresnet.data import DataError
+    from jaxresnet.evaluate import evaluate_checkpoint
+    from jaxresnet.run import CHECKPOINT_DIR, has_checkpoints
+
+    quiet_libraries()
+    if not has_checkpoints(args.workdir):
+        parser.error(f"no checkpoints in {os.path.join(args.workdir, CHECKPOINT_DIR)}")
+    try:
+        report = evaluate_checkpoint(args.workdir, which, data_dir=args.data_dir, download=args.download,
+                                     batch_size=args.batch_size, output=args.output)
+    except (CheckpointError, DataError) as e:
+        parser.error(str(e))
+    print(report.text())
+    print(f"Confusion matrix: {report.figure}", file=sys.stderr)
     return 0

@@ -5,6 +5,7 @@ notebooks drive it the same way.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -32,9 +33,14 @@ class RunResult:
     state: object
 
 
+@functools.lru_cache(maxsize=8)
+def _model(arch, dtype, init, conv_impl):
+    return ARCHS[arch](num_classes=10, dtype=dtype, weight_init=init, conv_impl=conv_impl)
+
+
 def build_model(config: TrainConfig):
-    return ARCHS[config.arch](num_classes=10, dtype=compute_dtype(config), weight_init=config.init,
-                              conv_impl=config.conv_impl)
+    """The network of a config; the same object for the same network, so jitted steps are reused."""
+    return _model(config.arch, compute_dtype(config), config.init, config.conv_impl)
 
 
 def compute_dtype(config: TrainConfig):

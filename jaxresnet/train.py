@@ -31,15 +31,27 @@ class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_variables(model, key, image_size: int):
+    return model.init(key, jnp.zeros((1, image_size, image_size, 3), jnp.float32), train=False)
+
+
 def create_train_state(model, key: jax.Array, image_size: int, lr: float, momentum: float) -> TrainState:
-    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    variables = jax.jit(functools.partial(model.init, train=False))(key, dummy)
+    """Fresh variables and optimizer state. Steps compile once per model *instance* (its `apply` is
+    part of the state), so reuse one model object for runs of the same network."""
+    variables = _init_variables(model, key, image_size)
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
         batch_stats=variables["batch_stats"],
-        tx=optax.sgd(lr, momentum),  # torch's SGD: buf = m*buf + g; p -= lr*buf
+        tx=sgd(lr, momentum),
     )
+
+
+@functools.lru_cache(maxsize=16)
+def sgd(lr: float, momentum: float) -> optax.GradientTransformation:
+    """torch's SGD (buf = m*buf + g; p -= lr*buf). One object per setting: it is part of the jit key."""
+    return optax.sgd(lr, momentum)
 
 
 def epoch_permutation(shuffle_key: jax.Array, epoch: int, n: int) -> jax.Array:

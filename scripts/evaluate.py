@@ -1,0 +1,13 @@
+#!/usr/bin/env python3
+"""Score a checkpoint: `python scripts/evaluate.py --workdir W [--checkpoint best|latest|EPOCH]`."""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jaxresnet.main import evaluate_main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(evaluate_main(sys.argv[1:]))

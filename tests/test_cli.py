@@ -1,0 +1,100 @@
+"""scripts/train.py and scripts/evaluate.py end to end, on the offline CIFAR-10 copy."""
+import json
+import os
+import re
+
+import pytest
+
+LINES = re.compile(r"^Epoch (\d+)/(\d+)\nTrain Accuracy: (\d+(\.\d+)?) %\nTest Accuracy: (\d+(\.\d+)?) %$", re.M)
+
+
+@pytest.fixture(scope="module")
+def cli_run(data_dir, tmp_path_factory, xla_cache):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    workdir = str(tmp_path_factory.mktemp("cli") / "run")
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=xla_cache)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--resize", "32",
+                           "--epochs", "2", "--batch-size", "20", "--train-per-class", "4",
+                           "--test-per-class", "3", "--data-dir", data_dir, "--no-download",
+                           "--workdir", workdir], capture_output=True, text=True, env=env, timeout=600)
+    return proc, workdir
+
+
+def test_train_prints_the_reference_lines(cli_run):
+    proc, _ = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    blocks = LINES.findall(proc.stdout)
+    assert [(b[0], b[1]) for b in blocks] == [("1", "2"), ("2", "2")], proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert "\r" not in proc.stderr  # no progress bar in a non-interactive log
+
+
+def test_train_writes_metrics_config_and_plot(cli_run):
+    proc, workdir = cli_run
+    metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    for m in metrics:
+        assert 0 <= m["train_accuracy"] <= 100 and 0 <= m["test_accuracy"] <= 100
+        assert m["train_loss"] > 0 and m["seconds"] > 0
+        # The printed figures are the saved ones: 40 train images, 30 test images.
+        assert round(m["train_accuracy"] * 40 / 100) * 100 / 40 == pytest.approx(m["train_accuracy"], abs=0.01)
+    printed = LINES.findall(proc.stdout)
+    assert [float(b[4]) for b in printed] == [m["test_accuracy"] for m in metrics]
+    config = json.load(open(os.path.join(workdir, "config.json")))
+    assert config["resize"] == 32 and config["arch"] == "resnet34" and config["lr"] == 0.01
+    png = open(os.path.join(workdir, "accuracy.png"), "rb").read()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_evaluate_scores_a_checkpoint(cli_run, run_script, data_dir):
+    _, workdir = cli_run
+    proc = run_script("evaluate.py", "--workdir", workdir, "--checkpoint", "latest")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Checkpoint: epoch 2 (latest)" in proc.stdout
+    assert re.search(r"^Test Accuracy: [\d.]+ % \(\d+/30\)$", proc.stdout, re.M)
+    assert len(re.findall(r"^  \w+ +[\d.]+ %$", proc.stdout, re.M)) == 10  # one line per class
+    metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+    acc = float(re.search(r"^Test Accuracy: ([\d.]+)", proc.stdout, re.M).group(1))
+    assert acc == metrics[-1]["test_accuracy"]  # the same checkpoint scores the same
+    assert os.path.getsize(os.path.join(workdir, "confusion-epoch2.png")) > 5000
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--resize", "4"], "--resize must be an integer >= 8, got 4"),
+    (["--resize", "12.5"], "argument --resize: invalid int value: '12.5'"),
+    (["--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+    (["--lr", "-1"], "--lr must be positive"),
+    (["--resume"], "--resume needs --workdir"),
+])
+def test_bad_flags_exit_2_with_one_line(run_script, args, message):
+    proc = run_script("train.py", *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert proc.stdout == ""
+
+
+def test_too_many_images_per_class_exits_2(run_script, data_dir, tmp_path):
+    proc = run_script("train.py", "--train-per-class", "5001", "--data-dir", data_dir, "--no-download",
+                      "--workdir", tmp_path / "w")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "5001 images per class asked for, but the split holds only 5000" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_missing_dataset_without_download_exits_2(run_script, tmp_path):
+    proc = run_script("train.py", "--data-dir", tmp_path / "nothing", "--no-download", "--workdir", tmp_path / "w")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no CIFAR-10 under" in proc.stderr and "downloading is off" in proc.stderr
+
+
+def test_evaluate_bad_input_exits_2(run_script, tmp_path, cli_run):
+    proc = run_script("evaluate.py", "--workdir", tmp_path)
+    assert proc.returncode == 2 and "no checkpoints in" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_script("evaluate.py", "--workdir", cli_run[1], "--checkpoint", "9")
+    assert proc.returncode == 2 and "no checkpoint for epoch 9" in proc.stderr
+    assert "Traceback" not in proc.stderr

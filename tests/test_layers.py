@@ -1,0 +1,30 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxresnet.layers import Conv
+
+
+@pytest.mark.parametrize("shape, kernel, stride, pad, features", [
+    ((2, 2, 2, 32), (3, 3), 1, 1, 16),    # the shape XLA:CPU is slow on
+    ((2, 9, 9, 8), (3, 3), 2, 1, 16),
+    ((2, 32, 32, 3), (7, 7), 2, 5, 8),    # the reference stem
+    ((2, 8, 8, 16), (1, 1), 2, 0, 32),    # a downsample projection
+])
+def test_im2col_conv_matches_xla_conv_and_its_gradients(shape, kernel, stride, pad, features):
+    x = jax.random.normal(jax.random.key(0), shape)
+    kw = dict(features=features, kernel_size=kernel, strides=(stride, stride),
+              padding=((pad, pad), (pad, pad)), use_bias=True, weight_init="torch")
+    xla, im2col = Conv(**kw, impl="xla"), Conv(**kw, impl="im2col")
+    variables = xla.init(jax.random.key(1), x)
+
+    def loss(m):
+        return lambda v, x: jnp.sum(jnp.sin(m.apply(v, x)))
+
+    y1, y2 = xla.apply(variables, x), im2col.apply(variables, x)
+    assert y1.shape == y2.shape
+    np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-5)
+    g1 = jax.grad(loss(xla), argnums=(0, 1))(variables, x)
+    g2 = jax.grad(loss(im2col), argnums=(0, 1))(variables, x)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4), g1, g2)

@@ -1,0 +1,52 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxresnet.data import Split, balanced_subset
+from jaxresnet.models import ResNet18, ResNet34
+from jaxresnet.train import (DeviceData, NonFiniteLoss, create_train_state, epoch_permutation, predict,
+                             train_epoch)
+
+
+def test_overfits_a_few_dozen_real_images(cifar):
+    train, _ = cifar
+    small = DeviceData.put(train.take(balanced_subset(train.labels, 4, seed=0)))  # 40 images
+    state = create_train_state(ResNet34(num_classes=10), jax.random.key(0), 32, lr=0.01, momentum=0.9)
+    key = jax.random.key(1)
+    history = []
+    for epoch in range(1, 31):  # 30 full-batch steps at most
+        state, result = train_epoch(state, small, key, epoch, batch_size=40, image_size=32)
+        history.append(result.train_accuracy)
+        if result.train_accuracy >= 95.0:
+            break
+    assert history[0] < 50.0, history  # it starts near chance...
+    assert max(history) >= 95.0, history  # ...and memorises the 40 images
+    print("train accuracy per step:", history)
+
+
+def test_every_example_once_per_epoch_with_a_fresh_order():
+    key = jax.random.key(0)
+    p1, p2 = np.asarray(epoch_permutation(key, 1, 50)), np.asarray(epoch_permutation(key, 2, 50))
+    assert sorted(p1.tolist()) == list(range(50)) and not np.array_equal(p1, p2)
+    np.testing.assert_array_equal(p1, epoch_permutation(key, 1, 50))
+
+
+def test_remainder_batch_is_trained_and_every_test_image_scored():
+    rng = np.random.default_rng(0)
+    data = DeviceData.put(Split(rng.integers(0, 256, (23, 32, 32, 3), dtype=np.uint8),
+                                rng.integers(0, 10, 23).astype(np.int32)))
+    state = create_train_state(ResNet18(num_classes=10), jax.random.key(0), 16, 0.01, 0.9)
+    state, result = train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16)
+    assert result.steps == 3 and int(state.step) == 3  # 10 + 10 + 3
+    preds = predict(state, data, 16, batch_size=10)  # 10 + 10 + 3 (padded, then dropped)
+    assert preds.shape == (23,) and set(preds.tolist()) <= set(range(10))
+
+
+def test_non_finite_loss_stops_with_epoch_and_step():
+    rng = np.random.default_rng(0)
+    data = DeviceData.put(Split(rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
+                                rng.integers(0, 10, 40).astype(np.int32)))
+    state = create_train_state(ResNet18(num_classes=10), jax.random.key(0), 16, lr=1e30, momentum=0.9)
+    with pytest.raises(NonFiniteLoss, match=r"epoch 1, step [2-4] of 4"):
+        train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16)
