@@ -64,6 +64,11 @@ class CheckpointStore:
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_names=("state", "history", "config"))
+        # Orbax removes a killed save's temporary folders in a background thread; wait for it, so the
+        # cleanup is done before anything is restored and cannot race the interpreter's exit.
+        wait_cleanup = getattr(self._manager, "_maybe_await_cleanup_tmp_directory", None)
+        if wait_cleanup is not None:
+            wait_cleanup()
 
     # -- saving -------------------------------------------------------------------------------------
     def save(self, epoch: int, state: TrainState, shuffle_key: jax.Array, history: list[dict],
