@@ -118,6 +118,15 @@ class CheckpointStore:
         out = self._manager.restore(epoch, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
         return TrainConfig.from_dict(dict(out["config"]))
 
+    def saved_config(self) -> TrainConfig | None:
+        """The configuration of the newest checkpoint whose configuration is readable."""
+        for step in reversed(self.epochs()):
+            try:
+                return self.read_config(step)
+            except Exception:  # a damaged checkpoint: restore() reports it; an older one still tells
+                continue
+        return None
+
     def restore(self, template: TrainState, epoch: int | None = None, *, fallback: bool = True) -> Restored | None:
         """Restore `epoch` (default: the latest). None if there is no checkpoint at all.
 

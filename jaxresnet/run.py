@@ -71,16 +71,19 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
     existing = has_checkpoints(workdir)
     if resume and not existing:
         raise ConfigError(f"--resume: no checkpoint to resume in {os.path.join(workdir, CHECKPOINT_DIR)}")
-    os.makedirs(workdir, exist_ok=True)
-    store = CheckpointStore(ckpt_dir, keep=config.keep)
+    store = None
     try:
-        if existing and store.latest_epoch() is not None:
-            problem = resume_mismatch(store.read_config(store.latest_epoch()), config)
+        if existing:  # refuse a changed experiment before spending time on data
+            store = CheckpointStore(ckpt_dir, keep=config.keep)
+            saved = store.saved_config()
+            problem = resume_mismatch(saved, config) if saved is not None else None
             if problem:
                 raise ConfigError(f"cannot resume {workdir}: {problem}")
 
         train, test = load_subsets(config.data_dir, config.download, config.train_per_class,
                                    config.test_per_class, config.seed)
+        os.makedirs(workdir, exist_ok=True)  # only once the data is there: a failed start leaves nothing
+        store = store or CheckpointStore(ckpt_dir, keep=config.keep)
         train_d, test_d = DeviceData.put(train), DeviceData.put(test)
         dtype = compute_dtype(config)
         init_key, shuffle_key = seed_keys(config.seed)
@@ -126,7 +129,8 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
         write_outputs(workdir, history)
         return RunResult(workdir, history, state)
     finally:
-        store.close()  # saves are complete before the process can exit
+        if store is not None:
+            store.close()  # saves are complete before the process can exit
 
 
 def write_outputs(workdir: str, history: list[dict]) -> None:
