@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxresnet.checkpoint import CheckpointError, CheckpointStore
 from jaxresnet.data import CLASS_NAMES, NUM_CLASSES, load_subsets
 from jaxresnet.plots import plot_confusion
-from jaxresnet.run import CHECKPOINT_DIR, build_model, compute_dtype, seed_keys
-from jaxresnet.train import DeviceData, create_train_state, predict
+from jaxresnet.run import compute_dtype, load_checkpoint
+from jaxresnet.train import DeviceData, predict
 
 
 @dataclass
@@ -42,35 +41,14 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
 
 def evaluate_checkpoint(workdir: str, which: str = "best", *, data_dir=None, download=None,
                         batch_size: int = 500, output: str | None = None) -> Report:
-    store = CheckpointStore(os.path.join(workdir, CHECKPOINT_DIR), read_only=True)
-    try:
-        if which == "best":
-            epoch = store.best_epoch()
-        elif which == "latest":
-            epoch = store.latest_epoch()
-        else:
-            epoch = int(which)
-        if epoch is None:
-            raise CheckpointError(f"no checkpoints in {store.directory}")
-        if epoch not in store.epochs():
-            raise CheckpointError(f"no checkpoint for epoch {epoch} in {store.directory} "
-                                  f"(saved: {', '.join(map(str, store.epochs()))})")
-        try:
-            config = store.read_config(epoch)
-        except Exception as e:
-            raise CheckpointError(f"cannot read checkpoint {epoch} in {store.directory}: "
-                                  f"{type(e).__name__}") from e
-        init_key, _ = seed_keys(config.seed)
-        template = create_train_state(build_model(config), init_key, config.resize, config.lr, config.momentum)
-        state = store.restore(template, epoch, fallback=False).state
-    finally:
-        store.close()
+    restored = load_checkpoint(workdir, which)
+    config = restored.config
     _, test = load_subsets(data_dir or config.data_dir, config.download if download is None else download,
                            1, config.test_per_class, config.seed)
-    preds = predict(state, DeviceData.put(test), config.resize, batch_size, compute_dtype(config))
+    preds = predict(restored.state, DeviceData.put(test), config.resize, batch_size, compute_dtype(config))
     matrix = confusion_matrix(test.labels, preds)
-    figure = output or os.path.join(workdir, f"confusion-epoch{epoch}.png")
-    report = Report(epoch, which, matrix, figure)
+    figure = output or os.path.join(workdir, f"confusion-epoch{restored.epoch}.png")
+    report = Report(restored.epoch, which, matrix, figure)
     plot_confusion(matrix, CLASS_NAMES, figure,
-                   f"{config.arch}, epoch {epoch}: test accuracy {report.accuracy} %")
+                   f"{config.arch}, epoch {restored.epoch}: test accuracy {report.accuracy} %")
     return report

@@ -107,3 +107,93 @@ def evaluate_main(argv: list[str]) -> int:
     print(report.text())
     print(f"Confusion matrix: {report.figure}", file=sys.stderr)
     return 0
+
+
+def train_torch_parser() -> ArgumentParser:
+    from jaxresnet.config import DTYPES, TrainConfig
+
+    d = TrainConfig()
+    p = ArgumentParser(prog="train_torch.py",
+                       description="The PyTorch baseline: same flags, subset, batch order and outputs as train.py.")
+    add_experiment_flags(p)
+    p.add_argument("--arch", default=d.arch, choices=["resnet18", "resnet34"], help="default %(default)s")
+    p.add_argument("--dtype", default=d.dtype, choices=DTYPES, help="float32 only")
+    return p
+
+
+def train_torch_main(argv: list[str]) -> int:
+    parser = train_torch_parser()
+    args = parser.parse_args(argv)
+    from jaxresnet.config import ConfigError, TrainConfig
+    from jaxresnet.data import DataError
+
+    try:
+        from jaxresnet.torch_train import check_torch_config, torch_train_run
+    except ImportError:
+        parser.error("the torch baseline needs PyTorch: pip install torch==2.13.0 (CPU) or pip install -e '.[torch]'")
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k != "workdir"})
+    try:
+        check_torch_config(config)
+    except ConfigError as e:
+        parser.error(str(e))
+    workdir = args.workdir or default_workdir(f"torch-{config.arch}-r{config.resize}-s{config.seed}")
+    try:
+        torch_train_run(config, workdir)
+    except (ConfigError, DataError) as e:
+        parser.error(str(e))
+    except FloatingPointError as e:
+        print(f"train_torch.py: error: training diverged: {e}", file=sys.stderr)
+        return 1
+    print(f"Outputs in {workdir}", file=sys.stderr)
+    return 0
+
+
+def compare_main(argv: list[str]) -> int:
+    p = ArgumentParser(prog="compare.py",
+                       description="Overlay the accuracy curves of runs (JAX and torch, one or more seeds each).")
+    p.add_argument("runs", nargs="+", help="run folders (each with metrics.json and config.json)")
+    p.add_argument("--output", default="compare.png", help="PNG to write (default %(default)s)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = p.parse_args(argv)
+    from jaxresnet.compare import RunError, compare_runs
+
+    try:
+        table = compare_runs(args.runs, args.output, markdown=args.markdown)
+    except RunError as e:
+        p.error(str(e))
+    print(table)
+    print(f"Figure: {args.output}", file=sys.stderr)
+    return 0
+
+
+def benchmark_main(argv: list[str]) -> int:
+    import json
+
+    from jaxresnet.layers import CONV_IMPLS
+    from jaxresnet.models import ARCHS
+
+    p = ArgumentParser(prog="benchmark.py", description="JAX vs PyTorch training/eval throughput, side by side.")
+    p.add_argument("--resize", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--arch", default="resnet34", choices=sorted(ARCHS))
+    p.add_argument("--conv-impl", default="auto", choices=CONV_IMPLS)
+    p.add_argument("--steps", type=int, default=5, help="steps per timed repetition (default 5)")
+    p.add_argument("--reps", type=int, default=3, help="alternating repetitions (default 3; median reported)")
+    p.add_argument("--no-torch", dest="torch", action="store_false", help="JAX only")
+    p.add_argument("--json", default=None, help="write the figures to this JSON file")
+    args = p.parse_args(argv)
+    for name in ("resize", "batch_size", "steps", "reps"):
+        if getattr(args, name) < (8 if name == "resize" else 1):
+            p.error(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
+    if args.torch and args.arch == "resnet50":
+        p.error("the torch reference has no resnet50; use --no-torch")
+    from jaxresnet.benchmark import as_json, format_result, run
+
+    result = run(args.arch, args.resize, args.batch_size, args.dtype, args.conv_impl, args.steps, args.reps,
+                 torch_too=args.torch, log=lambda s: print(s, file=sys.stderr))
+    print(format_result(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(as_json(result), f, indent=2)
+    return 0

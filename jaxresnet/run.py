@@ -100,7 +100,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                 print(f"The run is already complete at epoch {start}; raise --epochs to continue it.",
                       file=err)
 
-        _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+        write_config(workdir, config, framework="jax")
         for epoch in range(start + 1, config.epochs + 1):
             bar = Progress(epoch, config.epochs, config.batch_size, err, enabled=progress)
             state, result = train_epoch(state, train_d, shuffle_key, epoch, batch_size=config.batch_size,
@@ -110,19 +110,9 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
             preds = predict(state, test_d, config.resize, config.eval_batch_size, dtype)
             test_acc = accuracy_percent(int((preds == test.labels).sum()), len(test))
             eval_s = time.perf_counter() - t_eval
-            print(f"Epoch {epoch}/{config.epochs}", file=out)
-            print(f"Train Accuracy: {result.train_accuracy} %", file=out)
-            print(f"Test Accuracy: {test_acc} %", file=out)
-            out.flush()
-            history.append({
-                "epoch": epoch,
-                "train_accuracy": result.train_accuracy,
-                "test_accuracy": test_acc,
-                "train_loss": round(result.train_loss, 6),
-                "seconds": round(result.seconds + eval_s, 3),
-                "train_seconds": round(result.seconds, 3),
-                "train_images_per_s": round(len(train) / result.seconds, 2),
-            })
+            print_epoch(out, epoch, config.epochs, result.train_accuracy, test_acc)
+            history.append(epoch_record(epoch, result.train_accuracy, test_acc, result.train_loss,
+                                        result.seconds + eval_s, result.seconds, len(train)))
             write_outputs(workdir, history)
             if epoch % config.save_every == 0 or epoch == config.epochs:
                 store.save(epoch, state, shuffle_key, history, config)
@@ -131,6 +121,57 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
     finally:
         if store is not None:
             store.close()  # saves are complete before the process can exit
+
+
+def load_checkpoint(workdir: str, which: str | int = "latest"):
+    """A saved run's state without training: `which` is "latest", "best" or an epoch number.
+
+    Returns `jaxresnet.checkpoint.Restored` (epoch, state, shuffle_key, history, config). Read-only:
+    a damaged checkpoint raises CheckpointError naming it.
+    """
+    from jaxresnet.checkpoint import CheckpointError
+
+    store = CheckpointStore(os.path.join(workdir, CHECKPOINT_DIR), read_only=True)
+    try:
+        epoch = {"latest": store.latest_epoch, "best": store.best_epoch}.get(str(which), lambda: int(which))()
+        if epoch is None or epoch not in store.epochs():
+            raise CheckpointError(f"no checkpoint for epoch {which} in {store.directory} "
+                                  f"(saved: {', '.join(map(str, store.epochs())) or 'none'})")
+        try:
+            config = store.read_config(epoch)
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {os.path.join(store.directory, str(epoch))} is damaged: "
+                                  f"{type(e).__name__}") from e
+        template = create_train_state(build_model(config), seed_keys(config.seed)[0], config.resize,
+                                      config.lr, config.momentum)
+        return store.restore(template, epoch, fallback=False)
+    finally:
+        store.close()
+
+
+def print_epoch(out, epoch: int, epochs: int, train_accuracy: float, test_accuracy: float) -> None:
+    """The reference's three lines per epoch."""
+    print(f"Epoch {epoch}/{epochs}", file=out)
+    print(f"Train Accuracy: {train_accuracy} %", file=out)
+    print(f"Test Accuracy: {test_accuracy} %", file=out)
+    out.flush()
+
+
+def epoch_record(epoch, train_accuracy, test_accuracy, train_loss, seconds, train_seconds, n_train) -> dict:
+    """One epoch of metrics.json (the same fields for the JAX run and the torch baseline)."""
+    return {
+        "epoch": epoch,
+        "train_accuracy": train_accuracy,
+        "test_accuracy": test_accuracy,
+        "train_loss": round(float(train_loss), 6),
+        "seconds": round(seconds, 3),
+        "train_seconds": round(train_seconds, 3),
+        "train_images_per_s": round(n_train / train_seconds, 2),
+    }
+
+
+def write_config(workdir: str, config: TrainConfig, framework: str) -> None:
+    _write_json(os.path.join(workdir, "config.json"), {**config.to_dict(), "framework": framework})
 
 
 def write_outputs(workdir: str, history: list[dict]) -> None:

@@ -1,0 +1,185 @@
+"""Side-by-side throughput of the JAX model and the PyTorch reference, in one process.
+
+Steady-state training and eval images/s for both frameworks on the same device, batch size,
+resolution and precision; repetitions alternate between the frameworks so machine drift hits both.
+Compilation is timed separately. Achieved GFLOP/s come from XLA's cost analysis of the compiled
+step, set against a float32 (or bf16) matmul measured on the same device.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxresnet.data import Split
+from jaxresnet.models import ARCHS
+from jaxresnet.train import DeviceData, create_train_state, predict_step, train_step, zero_metrics
+
+
+@dataclass
+class Result:
+    device: str
+    resize: int
+    batch_size: int
+    dtype: str
+    conv_impl: str
+    jax_compile_s: float = 0.0
+    jax_train_images_per_s: float = 0.0
+    torch_train_images_per_s: float | None = None
+    jax_eval_images_per_s: float = 0.0
+    torch_eval_images_per_s: float | None = None
+    train_ratio: float | None = None
+    eval_ratio: float | None = None
+    jax_train_gflop_per_step: float = 0.0
+    jax_train_gflops_per_s: float = 0.0
+    matmul_peak_gflops_per_s: float = 0.0
+    jax_fraction_of_matmul_peak: float = 0.0
+    torch_version: str | None = None
+    jax_version: str = jax.__version__
+    samples: dict = field(default_factory=dict)
+
+
+def matmul_peak(dtype, n: int = 2048, reps: int = 10) -> float:
+    """GFLOP/s of a square matmul on the default device: the yardstick for 'fraction of peak'."""
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    t = time.perf_counter()
+    for _ in range(reps):
+        out = f(a)
+    out.block_until_ready()
+    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def _jax_setup(arch, resize, batch, dtype, conv_impl, steps):
+    rng = np.random.default_rng(0)
+    n = batch * steps
+    data = DeviceData.put(Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                                rng.integers(0, 10, n).astype(np.int32)))
+    model = ARCHS[arch](num_classes=10, dtype=dtype, conv_impl=conv_impl)
+    state = create_train_state(model, jax.random.key(0), resize, 0.01, 0.9)
+    perm = jnp.arange(n, dtype=jnp.int32)
+    return data, state, perm
+
+
+def run(arch="resnet34", resize=128, batch_size=32, dtype="float32", conv_impl="auto", steps=5, reps=3,
+        torch_too=True, log=print) -> Result:
+    jdtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
+    res = Result(device=str(jax.devices()[0].device_kind), resize=resize, batch_size=batch_size,
+                 dtype=dtype, conv_impl=conv_impl)
+    data, state, perm = _jax_setup(arch, resize, batch_size, jdtype, conv_impl, steps)
+    kw = dict(batch_size=batch_size, image_size=resize, dtype=jdtype)
+
+    t = time.perf_counter()
+    compiled = train_step.lower(state, zero_metrics(), data.images, data.labels, perm, 0, 0, **kw).compile()
+    res.jax_compile_s = time.perf_counter() - t
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    res.jax_train_gflop_per_step = float(cost.get("flops", 0.0)) / 1e9
+
+    metrics = zero_metrics()
+
+    def jax_train():
+        nonlocal state, metrics
+        t = time.perf_counter()
+        for s in range(steps):
+            state, metrics = train_step(state, metrics, data.images, data.labels, perm, s * batch_size, s, **kw)
+        jax.block_until_ready(metrics)
+        return steps * batch_size / (time.perf_counter() - t)
+
+    def jax_eval():
+        t = time.perf_counter()
+        outs = [predict_step(state, data.images, perm[s * batch_size:(s + 1) * batch_size],
+                             image_size=resize, dtype=jdtype) for s in range(steps)]
+        jax.block_until_ready(outs)
+        return steps * batch_size / (time.perf_counter() - t)
+
+    jax_train(), jax_eval()  # warm-up (eval compiles here)
+    torch_train = torch_eval = None
+    if torch_too:
+        torch_train, torch_eval, res.torch_version = _torch_fns(arch, resize, batch_size, dtype, steps)
+        torch_train(), torch_eval()
+
+    samples = {"jax_train": [], "jax_eval": [], "torch_train": [], "torch_eval": []}
+    for r in range(reps):  # alternate, so drift in the machine's speed hits both frameworks
+        samples["jax_train"].append(jax_train())
+        if torch_train:
+            samples["torch_train"].append(torch_train())
+        samples["jax_eval"].append(jax_eval())
+        if torch_eval:
+            samples["torch_eval"].append(torch_eval())
+        log(f"  rep {r + 1}/{reps}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in samples.items() if v))
+    med = {k: float(np.median(v)) if v else None for k, v in samples.items()}
+    res.samples = samples
+    res.jax_train_images_per_s, res.jax_eval_images_per_s = med["jax_train"], med["jax_eval"]
+    res.torch_train_images_per_s, res.torch_eval_images_per_s = med["torch_train"], med["torch_eval"]
+    if torch_too:
+        res.train_ratio = res.jax_train_images_per_s / res.torch_train_images_per_s
+        res.eval_ratio = res.jax_eval_images_per_s / res.torch_eval_images_per_s
+    res.jax_train_gflops_per_s = res.jax_train_gflop_per_step * res.jax_train_images_per_s / batch_size
+    res.matmul_peak_gflops_per_s = matmul_peak(jdtype)
+    res.jax_fraction_of_matmul_peak = res.jax_train_gflops_per_s / res.matmul_peak_gflops_per_s
+    return res
+
+
+def _torch_fns(arch, resize, batch, dtype, steps):
+    import torch
+    import torch.nn.functional as F
+
+    from jaxresnet.torch_reference import TORCH_ARCHS, torch_preprocess
+
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (batch * steps, 32, 32, 3), dtype=np.uint8))
+    labels = torch.from_numpy(rng.integers(0, 10, batch * steps)).long()
+    model = TORCH_ARCHS[arch](num_classes=10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+    def train():
+        model.train()
+        t = time.perf_counter()
+        for s in range(steps):
+            x = torch_preprocess(images[s * batch:(s + 1) * batch], resize)
+            with autocast:
+                loss = F.cross_entropy(model(x), labels[s * batch:(s + 1) * batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return steps * batch / (time.perf_counter() - t)
+
+    def evaluate():
+        model.eval()
+        t = time.perf_counter()
+        with torch.no_grad(), autocast:
+            for s in range(steps):
+                model(torch_preprocess(images[s * batch:(s + 1) * batch], resize)).argmax(1)
+        return steps * batch / (time.perf_counter() - t)
+
+    return train, evaluate, torch.__version__
+
+
+def format_result(r: Result) -> str:
+    def f(x, spec=".1f"):
+        return "-" if x is None else format(x, spec)
+
+    rows = [
+        ("", "JAX", "torch", "JAX/torch"),
+        ("train images/s", f(r.jax_train_images_per_s), f(r.torch_train_images_per_s), f(r.train_ratio, ".2f")),
+        ("eval images/s", f(r.jax_eval_images_per_s), f(r.torch_eval_images_per_s), f(r.eval_ratio, ".2f")),
+    ]
+    w = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [f"{r.device}, resize {r.resize}, batch {r.batch_size}, {r.dtype}, conv {r.conv_impl}, "
+             f"jax {r.jax_version}, torch {r.torch_version or '-'}"]
+    lines += ["  ".join(c.rjust(wi) for c, wi in zip(row, w)) for row in rows]
+    lines.append(f"JAX compile: {r.jax_compile_s:.1f} s; train step {r.jax_train_gflop_per_step:.1f} GFLOP "
+                 f"(XLA cost analysis) -> {r.jax_train_gflops_per_s:.1f} GFLOP/s = "
+                 f"{100 * r.jax_fraction_of_matmul_peak:.0f} % of a {r.matmul_peak_gflops_per_s:.0f} GFLOP/s "
+                 f"{r.dtype} matmul on this device")
+    return "\n".join(lines)
+
+
+def as_json(r: Result) -> dict:
+    return asdict(r)

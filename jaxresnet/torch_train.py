@@ -1,0 +1,77 @@
+"""The PyTorch baseline: the reference network trained on the same subset, in the same batch order.
+
+Same data (`jaxresnet.data.load_subsets`), same per-epoch order (`jaxresnet.train.epoch_permutation`),
+same bilinear resize and normalisation, same SGD, same printed lines and metrics.json: a JAX run and a
+torch run with the same flags are directly comparable (`scripts/compare.py`). Initialisation is
+torch's own default (what `--init torch` reproduces in distribution, not draw for draw).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from jaxresnet.config import ConfigError, TrainConfig
+from jaxresnet.data import load_subsets
+from jaxresnet.run import RunResult, epoch_record, print_epoch, seed_keys, write_config, write_outputs
+from jaxresnet.torch_reference import TORCH_ARCHS, torch_preprocess
+from jaxresnet.train import accuracy_percent, epoch_permutation
+
+
+def check_torch_config(config: TrainConfig) -> None:
+    config.validate()
+    if config.arch not in TORCH_ARCHS:
+        raise ConfigError(f"--arch {config.arch} has no torch baseline; use one of {', '.join(TORCH_ARCHS)}")
+    if config.dtype != "float32":
+        raise ConfigError("the torch baseline runs in float32 only (--dtype float32)")
+
+
+def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) -> RunResult:
+    out, err = out or sys.stdout, err or sys.stderr
+    check_torch_config(config)
+    train, test = load_subsets(config.data_dir, config.download, config.train_per_class,
+                               config.test_per_class, config.seed)
+    os.makedirs(workdir, exist_ok=True)
+    write_config(workdir, config, framework="torch")
+    torch.manual_seed(config.seed)
+    model = TORCH_ARCHS[config.arch](num_classes=10)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    images, labels = torch.from_numpy(np.array(train.images)), torch.from_numpy(np.array(train.labels)).long()
+    test_images = torch.from_numpy(np.array(test.images))
+    _, shuffle_key = seed_keys(config.seed)
+    n, history = len(train), []
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        perm = torch.from_numpy(np.asarray(epoch_permutation(shuffle_key, epoch, n)).astype(np.int64))
+        model.train()
+        correct, loss_sum = 0, 0.0
+        for start in range(0, n, config.batch_size):
+            idx = perm[start:start + config.batch_size]
+            x, y = torch_preprocess(images[idx], config.resize), labels[idx]
+            opt.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            opt.step()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {start // config.batch_size + 1}")
+            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += float(loss.detach()) * len(idx)
+        train_s = time.perf_counter() - t0
+        model.eval()
+        preds = []
+        with torch.no_grad():
+            for start in range(0, len(test), config.eval_batch_size):
+                x = torch_preprocess(test_images[start:start + config.eval_batch_size], config.resize)
+                preds.append(model(x).argmax(1).numpy())
+        test_acc = accuracy_percent(int((np.concatenate(preds) == test.labels).sum()), len(test))
+        train_acc = accuracy_percent(correct, n)
+        print_epoch(out, epoch, config.epochs, train_acc, test_acc)
+        history.append(epoch_record(epoch, train_acc, test_acc, loss_sum / n,
+                                    time.perf_counter() - t0, train_s, n))
+        write_outputs(workdir, history)
+    return RunResult(workdir, history, model)

@@ -1,0 +1,13 @@
+#!/usr/bin/env python3
+"""JAX vs PyTorch throughput: `python scripts/benchmark.py --resize 128 --batch-size 32 [--json F]`."""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jaxresnet.main import benchmark_main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(benchmark_main(sys.argv[1:]))

@@ -1,0 +1,13 @@
+#!/usr/bin/env python3
+"""Overlay runs' accuracy curves: `python scripts/compare.py RUN [RUN ...] [--output compare.png]`."""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jaxresnet.main import compare_main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(compare_main(sys.argv[1:]))
