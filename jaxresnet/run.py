@@ -21,7 +21,8 @@ from jaxresnet.data import load_subsets
 from jaxresnet.models import ARCHS
 from jaxresnet.plots import plot_accuracy
 from jaxresnet.progress import Progress
-from jaxresnet.train import DeviceData, create_train_state, predict, train_epoch, accuracy_percent
+from jaxresnet.train import (DeviceData, accuracy_percent, create_train_state, data_mesh, predict, replicate,
+                             train_epoch)
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -84,7 +85,8 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                                    config.test_per_class, config.seed)
         os.makedirs(workdir, exist_ok=True)  # only once the data is there: a failed start leaves nothing
         store = store or CheckpointStore(ckpt_dir, keep=config.keep)
-        train_d, test_d = DeviceData.put(train), DeviceData.put(test)
+        mesh = data_mesh() if jax.device_count() > 1 else None  # data parallel over every device
+        train_d, test_d = DeviceData.put(train, mesh), DeviceData.put(test, mesh)
         dtype = compute_dtype(config)
         init_key, shuffle_key = seed_keys(config.seed)
         state = create_train_state(build_model(config), init_key, config.resize, config.lr, config.momentum)
@@ -99,15 +101,16 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
             if start >= config.epochs:
                 print(f"The run is already complete at epoch {start}; raise --epochs to continue it.",
                       file=err)
+        state = replicate(state, mesh)
 
         write_config(workdir, config, framework="jax")
         for epoch in range(start + 1, config.epochs + 1):
             bar = Progress(epoch, config.epochs, config.batch_size, err, enabled=progress)
             state, result = train_epoch(state, train_d, shuffle_key, epoch, batch_size=config.batch_size,
-                                        image_size=config.resize, dtype=dtype, on_step=bar)
+                                        image_size=config.resize, dtype=dtype, on_step=bar, mesh=mesh)
             bar.close()
             t_eval = time.perf_counter()
-            preds = predict(state, test_d, config.resize, config.eval_batch_size, dtype)
+            preds = predict(state, test_d, config.resize, config.eval_batch_size, dtype, mesh)
             test_acc = accuracy_percent(int((preds == test.labels).sum()), len(test))
             eval_s = time.perf_counter() - t_eval
             print_epoch(out, epoch, config.epochs, result.train_accuracy, test_acc)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxresnet.data import Split, preprocess
 
@@ -75,12 +76,45 @@ def cross_entropy(logits, labels):
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "image_size", "dtype"), donate_argnums=(0, 1))
+# --- data parallelism ------------------------------------------------------------------------------
+# One mesh axis, "data", over every device: the dataset and the train state are replicated, each
+# batch is split along the batch axis. jit partitions the step (GSPMD): gradients are all-reduced,
+# and BatchNorm's batch statistics, computed as means over the batch axis, are those of the global
+# batch, exactly as on one device.
+DATA_AXIS = "data"
+
+
+def data_mesh(devices=None) -> Mesh:
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh | None, batch_size: int) -> NamedSharding | None:
+    """How a batch is split, or None to leave it to XLA (one device, or a batch the mesh does not divide)."""
+    if mesh is None or mesh.size == 1 or batch_size % mesh.size:
+        return None
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicate(tree, mesh: Mesh | None):
+    """Put a pytree on every device of the mesh (or leave it where it is without one)."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, P())
+    return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i: np.asarray(x)[i])
+                        if isinstance(x, np.ndarray) else jax.device_put(x, sharding), tree)
+
+
+def _constrain(x, sharding):
+    return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "image_size", "dtype", "sharding"),
+                   donate_argnums=(0, 1))
 def train_step(state: TrainState, metrics: dict, images, labels, perm, start, step,
-               *, batch_size: int, image_size: int, dtype=jnp.float32):
+               *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None):
     """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
-    idx = jax.lax.dynamic_slice_in_dim(perm, start, batch_size)
-    x = preprocess(images[idx], image_size, dtype)
+    idx = _constrain(jax.lax.dynamic_slice_in_dim(perm, start, batch_size), sharding)
+    x = _constrain(preprocess(images[idx], image_size, dtype), sharding)
     y = labels[idx]
 
     def loss_fn(params):
@@ -100,9 +134,10 @@ def train_step(state: TrainState, metrics: dict, images, labels, perm, start, st
     return state, metrics
 
 
-@functools.partial(jax.jit, static_argnames=("image_size", "dtype"))
-def predict_step(state: TrainState, images, idx, *, image_size: int, dtype=jnp.float32):
-    x = preprocess(images[idx], image_size, dtype)
+@functools.partial(jax.jit, static_argnames=("image_size", "dtype", "sharding"))
+def predict_step(state: TrainState, images, idx, *, image_size: int, dtype=jnp.float32, sharding=None):
+    idx = _constrain(idx, sharding)
+    x = _constrain(preprocess(images[idx], image_size, dtype), sharding)
     logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x, train=False)
     return jnp.argmax(logits, -1).astype(jnp.int32)
 
@@ -115,23 +150,26 @@ class DeviceData:
     labels: jax.Array
 
     @classmethod
-    def put(cls, split: Split) -> "DeviceData":
-        return cls(jax.device_put(split.images), jax.device_put(split.labels))
+    def put(cls, split: Split, mesh: Mesh | None = None) -> "DeviceData":
+        if mesh is None:
+            return cls(jax.device_put(split.images), jax.device_put(split.labels))
+        return cls(*replicate((np.asarray(split.images), np.asarray(split.labels)), mesh))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
 
 def predict(state: TrainState, data: DeviceData, image_size: int, batch_size: int = 500,
-            dtype=jnp.float32) -> np.ndarray:
+            dtype=jnp.float32, mesh: Mesh | None = None) -> np.ndarray:
     """Predicted class of every example: the last batch is padded, and the padding dropped."""
     n = len(data)
     batch_size = min(batch_size, n)
+    sharding = batch_sharding(mesh, batch_size)
     preds = []
     for start in range(0, n, batch_size):
         idx = np.arange(start, start + batch_size) % n  # pad the remainder by wrapping around
         preds.append(predict_step(state, data.images, jnp.asarray(idx, jnp.int32),
-                                  image_size=image_size, dtype=dtype))
+                                  image_size=image_size, dtype=dtype, sharding=sharding))
     return np.concatenate(jax.device_get(preds))[:n]
 
 
@@ -148,7 +186,7 @@ class EpochResult:
 
 
 def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *, batch_size: int,
-                image_size: int, dtype=jnp.float32, on_step: Callable | None = None):
+                image_size: int, dtype=jnp.float32, on_step: Callable | None = None, mesh: Mesh | None = None):
     """One pass over `data` in the epoch's order, every example once (a smaller last batch if need be).
 
     Train accuracy is the running accuracy over the epoch's batches in train mode, as the
@@ -163,7 +201,8 @@ def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *,
         start = s * batch_size
         size = min(batch_size, n - start)
         state, metrics = train_step(state, metrics, data.images, data.labels, perm, start, s,
-                                    batch_size=size, image_size=image_size, dtype=dtype)
+                                    batch_size=size, image_size=image_size, dtype=dtype,
+                                    sharding=batch_sharding(mesh, size))
         if on_step is not None:
             on_step(s + 1, steps, metrics)
     m = jax.device_get(metrics)
