@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
+import numpy as np
 
 Array = jax.Array
 
@@ -80,13 +81,41 @@ def _im2col(x: Array, kernel_size: Sequence[int], strides: Sequence[int], paddin
     return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
 
 
+def _dense_taps(h, w, kernel_size, strides, padding):
+    """For every (input pixel, output pixel) pair, the kernel tap joining them, or kh*kw for none."""
+    kh, kw = kernel_size
+    (pt, pb), (pl, pr) = padding
+    oh = (h + pt + pb - kh) // strides[0] + 1
+    ow = (w + pl + pr - kw) // strides[1] + 1
+    a, b, i, j = np.meshgrid(np.arange(h), np.arange(w), np.arange(oh), np.arange(ow), indexing="ij")
+    ti, tj = a + pt - i * strides[0], b + pl - j * strides[1]
+    valid = (ti >= 0) & (ti < kh) & (tj >= 0) & (tj < kw)
+    return np.where(valid, ti * kw + tj, kh * kw).reshape(-1), (oh, ow)
+
+
+def _dense_conv(x, kernel, strides, padding):
+    """A convolution over a tiny map as one matmul with its (H*W*C, H'*W'*O) Toeplitz matrix.
+
+    For a 3x3 kernel on a 2x2 map, im2col multiplies 9 taps of which 5 only ever see padding;
+    this does 4/9 of that work, with no zero taps at all.
+    """
+    n, h, w, c = x.shape
+    kh, kw, _, o = kernel.shape
+    taps, (oh, ow) = _dense_taps(h, w, (kh, kw), strides, padding)
+    table = jnp.concatenate([kernel.reshape(kh * kw, c, o), jnp.zeros((1, c, o), kernel.dtype)])
+    big = table[taps].reshape(h, w, oh, ow, c, o).transpose(0, 1, 4, 2, 3, 5).reshape(h * w * c, oh * ow * o)
+    return jnp.dot(x.reshape(n, h * w * c), big).reshape(n, oh, ow, o)
+
+
 class Conv(nn.Module):
     """2-D convolution, NHWC/HWIO like `nn.Conv`, with a choice of how it is computed.
 
     impl="xla" lowers to XLA's convolution. impl="im2col" gathers patches by slicing and does one
     matmul: XLA:CPU runs some shapes (3x3 kernels on 2x2 maps, measured 843 ms vs 26 ms) an order of
-    magnitude faster that way, and its backward pass is plain pads and matmuls. impl="auto" picks
-    im2col on CPU for small output maps, where XLA:CPU's convolution is slow, and XLA elsewhere.
+    magnitude faster that way, and its backward pass is plain pads and matmuls. impl="dense" is one
+    matmul with the layer's Toeplitz matrix, least work on maps smaller than the kernel. impl="auto"
+    picks, on CPU, dense for maps smaller than the kernel, im2col for small output maps and 1x1
+    kernels, XLA otherwise; on other backends always XLA.
     Both give the same result to float32 rounding (tests/test_layers.py).
     """
 
@@ -113,6 +142,8 @@ class Conv(nn.Module):
         if impl == "im2col":
             cols = _im2col(x, self.kernel_size, self.strides, self.padding)
             y = jnp.dot(cols, kernel.reshape(kh * kw * in_features, self.features))
+        elif impl == "dense":
+            y = _dense_conv(x, kernel, self.strides, self.padding)
         else:
             y = jax.lax.conv_general_dilated(
                 x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding),
@@ -163,7 +194,7 @@ def initializers(init: str, fan_in: int):
     raise ValueError(f"init must be one of {INITS}, got {init!r}")
 
 
-CONV_IMPLS = ("auto", "xla", "im2col")
+CONV_IMPLS = ("auto", "xla", "im2col", "dense")
 # Output maps at most this many pixels go through im2col on CPU under impl="auto" (see BENCHMARKS.md).
 IM2COL_MAX_OUTPUT_PIXELS = 16
 
@@ -178,6 +209,8 @@ def resolve_conv_impl(impl: str, in_shape, kernel_size, strides, padding) -> str
     kh, kw = kernel_size
     if (kh, kw) == (1, 1):
         return "im2col"  # a strided slice and a matmul: never slower
+    if in_shape[1] * in_shape[2] < kh * kw:
+        return "dense"
     (pt, pb), (pl, pr) = padding
     out_h = (in_shape[1] + pt + pb - kh) // strides[0] + 1
     out_w = (in_shape[2] + pl + pr - kw) // strides[1] + 1

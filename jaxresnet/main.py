@@ -25,6 +25,8 @@ def train_parser() -> ArgumentParser:
     p.add_argument("--keep", type=int, default=d.keep, help="latest checkpoints kept, plus the best (default 3)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --workdir from its latest complete checkpoint")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() first (run the same command on every host)")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="force the progress bar on (default: only on a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -44,7 +46,7 @@ def train_main(argv: list[str]) -> int:
     from jaxresnet.train import NonFiniteLoss
     from jaxresnet.xla_cache import enable_compilation_cache
 
-    fields = {k: v for k, v in vars(args).items() if k not in ("workdir", "resume", "progress")}
+    fields = {k: v for k, v in vars(args).items() if k not in ("workdir", "resume", "progress", "distributed")}
     config = TrainConfig(**fields)
     try:
         config.validate()
@@ -53,6 +55,10 @@ def train_main(argv: list[str]) -> int:
     workdir = args.workdir or default_workdir(f"{config.arch}-r{config.resize}-s{config.seed}")
     quiet_libraries()
     enable_compilation_cache()
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()  # cluster settings from the environment (SLURM, TPU, JAX_COORDINATOR_ADDRESS...)
     try:
         train_run(config, workdir, resume=args.resume, progress=args.progress)
     except (ConfigError, DataError, CheckpointError) as e:

@@ -13,16 +13,13 @@ class Progress:
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.epoch, self.epochs, self.batch_size = epoch, epochs, batch_size
         self._t0 = None
-        self._pending = None
 
     def __call__(self, step: int, steps: int, metrics) -> None:
         if not self.enabled:
             return
-        # Wait for the step before this one only: the device keeps one step queued, and the rate
-        # shown is real, not the rate at which steps are dispatched.
-        if self._pending is not None:
-            jax.block_until_ready(self._pending)
-        self._pending = metrics["count"]
+        # Wait for this step, so the rate shown is real, not the rate at which steps are dispatched.
+        # (Only on a terminal; the metrics are donated to the next step, so they cannot be held.)
+        jax.block_until_ready(metrics["count"])
         now = time.perf_counter()
         if self._t0 is None:  # the first step includes compilation; rates start after it
             self._t0, self._s0 = now, step

@@ -67,6 +67,9 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
     additionally insists that there is one. Raises ConfigError / DataError for bad input.
     """
     out, err = out or sys.stdout, err or sys.stderr
+    if jax.process_index() != 0:  # multi-host: one process reports and writes the run's files
+        out = err = open(os.devnull, "w")
+    primary = jax.process_index() == 0
     config.validate()
     ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
     existing = has_checkpoints(workdir)
@@ -103,7 +106,8 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                       file=err)
         state = replicate(state, mesh)
 
-        write_config(workdir, config, framework="jax")
+        if primary:
+            write_config(workdir, config, framework="jax")
         for epoch in range(start + 1, config.epochs + 1):
             bar = Progress(epoch, config.epochs, config.batch_size, err, enabled=progress)
             state, result = train_epoch(state, train_d, shuffle_key, epoch, batch_size=config.batch_size,
@@ -116,10 +120,12 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
             print_epoch(out, epoch, config.epochs, result.train_accuracy, test_acc)
             history.append(epoch_record(epoch, result.train_accuracy, test_acc, result.train_loss,
                                         result.seconds + eval_s, result.seconds, len(train)))
-            write_outputs(workdir, history)
+            if primary:
+                write_outputs(workdir, history)
             if epoch % config.save_every == 0 or epoch == config.epochs:
                 store.save(epoch, state, shuffle_key, history, config)
-        write_outputs(workdir, history)
+        if primary:
+            write_outputs(workdir, history)
         return RunResult(workdir, history, state)
     finally:
         if store is not None:

@@ -8,15 +8,18 @@ from jaxresnet.layers import Conv
 
 @pytest.mark.parametrize("shape, kernel, stride, pad, features", [
     ((2, 2, 2, 32), (3, 3), 1, 1, 16),    # the shape XLA:CPU is slow on
+    ((2, 1, 1, 32), (3, 3), 1, 1, 16),    # layer4 at --resize 16
+    ((2, 3, 3, 16), (3, 3), 2, 1, 32),    # into layer4 at --resize 32
     ((2, 9, 9, 8), (3, 3), 2, 1, 16),
     ((2, 32, 32, 3), (7, 7), 2, 5, 8),    # the reference stem
     ((2, 8, 8, 16), (1, 1), 2, 0, 32),    # a downsample projection
 ])
-def test_im2col_conv_matches_xla_conv_and_its_gradients(shape, kernel, stride, pad, features):
+@pytest.mark.parametrize("impl", ["im2col", "dense"])
+def test_matmul_convs_match_xla_conv_and_its_gradients(shape, kernel, stride, pad, features, impl):
     x = jax.random.normal(jax.random.key(0), shape)
     kw = dict(features=features, kernel_size=kernel, strides=(stride, stride),
               padding=((pad, pad), (pad, pad)), use_bias=True, weight_init="torch")
-    xla, im2col = Conv(**kw, impl="xla"), Conv(**kw, impl="im2col")
+    xla, im2col = Conv(**kw, impl="xla"), Conv(**kw, impl=impl)
     variables = xla.init(jax.random.key(1), x)
 
     def loss(m):
@@ -28,3 +31,14 @@ def test_im2col_conv_matches_xla_conv_and_its_gradients(shape, kernel, stride, p
     g1 = jax.grad(loss(xla), argnums=(0, 1))(variables, x)
     g2 = jax.grad(loss(im2col), argnums=(0, 1))(variables, x)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4), g1, g2)
+
+
+def test_auto_picks_matmul_forms_on_cpu_for_small_maps():
+    from jaxresnet.layers import resolve_conv_impl
+
+    same = ((1, 1), (1, 1))
+    assert resolve_conv_impl("auto", (64, 2, 2, 512), (3, 3), (1, 1), same) == "dense"
+    assert resolve_conv_impl("auto", (64, 3, 3, 256), (3, 3), (1, 1), same) == "im2col"
+    assert resolve_conv_impl("auto", (64, 33, 33, 64), (3, 3), (1, 1), same) == "xla"
+    assert resolve_conv_impl("auto", (64, 33, 33, 64), (1, 1), (2, 2), ((0, 0), (0, 0))) == "im2col"
+    assert resolve_conv_impl("xla", (64, 2, 2, 512), (3, 3), (1, 1), same) == "xla"

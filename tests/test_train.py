@@ -50,3 +50,23 @@ def test_non_finite_loss_stops_with_epoch_and_step():
     state = create_train_state(ResNet18(num_classes=10), jax.random.key(0), 16, lr=1e30, momentum=0.9)
     with pytest.raises(NonFiniteLoss, match=r"epoch 1, step [2-4] of 4"):
         train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16)
+
+
+def test_progress_bar_shows_step_rate_and_eta():
+    import io
+
+    from jaxresnet.progress import Progress
+
+    rng = np.random.default_rng(0)
+    data = DeviceData.put(Split(rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8),
+                                rng.integers(0, 10, 30).astype(np.int32)))
+    state = create_train_state(ResNet18(num_classes=10), jax.random.key(0), 16, 0.01, 0.9)
+    stream = io.StringIO()
+    bar = Progress(1, 1, 10, stream, enabled=True)
+    train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16, on_step=bar)
+    bar.close()
+    text = stream.getvalue()
+    assert "step 3/3" in text and "img/s" in text and "ETA" in text
+    quiet = io.StringIO()
+    Progress(1, 1, 10, quiet)(1, 3, None)  # not a terminal: draws nothing, touches nothing
+    assert quiet.getvalue() == ""
