@@ -30,6 +30,11 @@ def check_torch_config(config: TrainConfig) -> None:
         raise ConfigError("the torch baseline runs in float32 only (--dtype float32)")
 
 
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The JAX run's order of the training examples in `epoch`, as int64 indices for torch."""
+    return np.asarray(epoch_permutation(seed_keys(seed)[1], epoch, n)).astype(np.int64)
+
+
 def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) -> RunResult:
     out, err = out or sys.stdout, err or sys.stderr
     check_torch_config(config)
@@ -42,11 +47,10 @@ def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) ->
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     images, labels = torch.from_numpy(np.array(train.images)), torch.from_numpy(np.array(train.labels)).long()
     test_images = torch.from_numpy(np.array(test.images))
-    _, shuffle_key = seed_keys(config.seed)
     n, history = len(train), []
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        perm = torch.from_numpy(np.asarray(epoch_permutation(shuffle_key, epoch, n)).astype(np.int64))
+        perm = torch.from_numpy(epoch_order(config.seed, epoch, n))
         model.train()
         correct, loss_sum = 0, 0.0
         for start in range(0, n, config.batch_size):

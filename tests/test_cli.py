@@ -98,3 +98,40 @@ def test_evaluate_bad_input_exits_2(run_script, tmp_path, cli_run):
     proc = run_script("evaluate.py", "--workdir", cli_run[1], "--checkpoint", "9")
     assert proc.returncode == 2 and "no checkpoint for epoch 9" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_torch_baseline_and_compare(cli_run, run_script, data_dir, tmp_path):
+    _, jax_dir = cli_run
+    torch_dir = tmp_path / "torch"
+    proc = run_script("train_torch.py", "--resize", "32", "--epochs", "2", "--batch-size", "20",
+                      "--train-per-class", "4", "--test-per-class", "3", "--data-dir", data_dir,
+                      "--no-download", "--workdir", torch_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [(b[0], b[1]) for b in LINES.findall(proc.stdout)] == [("1", "2"), ("2", "2")]
+    jax_metrics = json.load(open(os.path.join(jax_dir, "metrics.json")))
+    torch_metrics = json.load(open(torch_dir / "metrics.json"))
+    assert [sorted(m) for m in torch_metrics] == [sorted(m) for m in jax_metrics]  # same record format
+    assert json.load(open(torch_dir / "config.json"))["framework"] == "torch"
+
+    out = tmp_path / "cmp.png"
+    proc = run_script("compare.py", jax_dir, torch_dir, "--output", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert "jax train (1 runs)" in lines[0] and "torch test" in lines[0] and "test gap" in lines[0]
+    assert len(lines) == 3  # header + 2 epochs
+    gap = float(lines[2].split()[-1])
+    assert gap == pytest.approx(jax_metrics[1]["test_accuracy"] - torch_metrics[1]["test_accuracy"], abs=0.01)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_refuses_different_experiments(cli_run, run_script, tmp_path):
+    _, jax_dir = cli_run
+    other = tmp_path / "other"
+    other.mkdir()
+    config = json.load(open(os.path.join(jax_dir, "config.json")))
+    (other / "config.json").write_text(json.dumps({**config, "resize": 64}))
+    (other / "metrics.json").write_text(open(os.path.join(jax_dir, "metrics.json")).read())
+    proc = run_script("compare.py", jax_dir, other, "--output", tmp_path / "x.png")
+    assert proc.returncode == 2 and "different experiment" in proc.stderr and "resize" in proc.stderr
+    proc = run_script("compare.py", tmp_path / "missing")
+    assert proc.returncode == 2 and "not a run folder" in proc.stderr

@@ -70,3 +70,14 @@ def test_progress_bar_shows_step_rate_and_eta():
     quiet = io.StringIO()
     Progress(1, 1, 10, quiet)(1, 3, None)  # not a terminal: draws nothing, touches nothing
     assert quiet.getvalue() == ""
+
+
+def test_torch_baseline_sees_the_same_batches():
+    """train_torch.py visits the examples in the JAX run's order, epoch by epoch, for a seed."""
+    from jaxresnet.run import seed_keys
+    from jaxresnet.torch_train import epoch_order
+
+    for epoch in (1, 2):
+        np.testing.assert_array_equal(epoch_order(7, epoch, 50),
+                                      np.asarray(epoch_permutation(seed_keys(7)[1], epoch, 50)))
+    assert not np.array_equal(epoch_order(7, 1, 50), epoch_order(8, 1, 50))
