@@ -14,10 +14,12 @@ removed the next time the store is opened.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 
 import jax
@@ -50,6 +52,7 @@ class CheckpointStore:
     def __init__(self, directory: str, keep: int = 3, *, read_only: bool = False):
         self.directory = os.path.abspath(directory)
         self._quarantine = self.directory + "-damaged"
+        self._read_only = read_only
         policy = pp.AnyPreservationPolicy([
             pp.LatestN(n=keep),
             pp.BestN(get_metric_fn=_test_accuracy, n=1),
@@ -75,6 +78,8 @@ class CheckpointStore:
              config: TrainConfig) -> float:
         """Start saving epoch `epoch`; returns the seconds the call blocked (the write goes on behind)."""
         t0 = time.perf_counter()
+        self._manager.wait_until_finished()  # normally long done: the last save had a whole epoch
+        self._seal()
         self._manager.save(
             epoch,
             args=ocp.args.Composite(
@@ -88,10 +93,44 @@ class CheckpointStore:
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
+        self._seal()
 
     def close(self) -> None:
         self._manager.wait_until_finished()
+        self._seal()
         self._manager.close()
+
+    # -- integrity ----------------------------------------------------------------------------------
+    # Orbax finds a truncated or missing file only while reading arrays, from background tasks that
+    # then flood stderr. Each finished checkpoint gets a manifest of its files' sizes and CRC32s, so
+    # damage is found first, and named.
+    def _seal(self) -> None:
+        if self._read_only:
+            return
+        for step in self.epochs():
+            folder = os.path.join(self.directory, str(step))
+            manifest = os.path.join(folder, MANIFEST)
+            if not os.path.exists(manifest):
+                _write_manifest(folder, manifest)
+
+    def verify(self, step: int) -> None:
+        """Raise CheckpointError naming the first file that is missing, truncated or altered."""
+        folder = os.path.join(self.directory, str(step))
+        manifest = os.path.join(folder, MANIFEST)
+        if not os.path.exists(manifest):
+            return  # saved by a process killed before it sealed it: orbax's own checks apply
+        with open(manifest) as f:
+            expected = json.load(f)
+        for rel, (size, crc) in expected.items():
+            path = os.path.join(folder, rel)
+            if not os.path.isfile(path):
+                raise CheckpointError(f"checkpoint {folder} is damaged: {rel} is missing")
+            actual = os.path.getsize(path)
+            if actual != size:
+                raise CheckpointError(f"checkpoint {folder} is damaged: {rel} has {actual} bytes, "
+                                      f"{size} were saved")
+            if _crc32(path) != crc:
+                raise CheckpointError(f"checkpoint {folder} is damaged: {rel} has changed since it was saved")
 
     # -- restoring ----------------------------------------------------------------------------------
     def epochs(self) -> list[int]:
@@ -143,13 +182,15 @@ class CheckpointStore:
         damaged = []
         for step in reversed(candidates):
             try:
+                self.verify(step)
                 restored = self._restore_step(template, step)
             except Exception as e:  # orbax/tensorstore raise many types for damaged files
                 where = os.path.join(self.directory, str(step))
+                message = str(e) if isinstance(e, CheckpointError) else \
+                    f"checkpoint {where} is damaged: {_first_line(e)}"
                 if not fallback or epoch is not None:
-                    raise CheckpointError(f"checkpoint {where} is damaged: {_first_line(e)}") from e
-                print(f"warning: checkpoint {where} is damaged ({_first_line(e)}); "
-                      f"trying the previous one", file=sys.stderr)
+                    raise CheckpointError(message) from e
+                print(f"warning: {message}; trying the previous one", file=sys.stderr)
                 damaged.append(step)
                 continue
             for step_bad in damaged:
@@ -186,6 +227,31 @@ class CheckpointStore:
         shutil.move(os.path.join(self.directory, str(step)), dest)
         self._manager.reload()
         return dest
+
+
+MANIFEST = "jaxresnet_manifest.json"
+
+
+def _crc32(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _write_manifest(folder: str, manifest: str) -> None:
+    entries = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder)
+            if rel != MANIFEST:
+                entries[rel] = (os.path.getsize(path), _crc32(path))
+    tmp = manifest + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(entries, f, indent=0, sort_keys=True)
+    os.replace(tmp, manifest)
 
 
 def _state_tree(state: TrainState, shuffle_key: jax.Array, epoch: int) -> dict:

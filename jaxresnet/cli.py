@@ -62,3 +62,6 @@ def quiet_libraries() -> None:
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
+    # Reading a damaged checkpoint leaves orbax's failed read tasks unretrieved; the damage itself is
+    # reported by jaxresnet in one line, so asyncio's dump of each task would only bury it.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)

@@ -43,7 +43,7 @@ def test_missing_dataset_without_download(tmp_path):
 def test_on_device_resize_matches_torch_bilinear(cifar, size):
     images = cifar[1].images[:8]
     ours = np.asarray(preprocess(images, size))
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 255.0
     ref = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
     std = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
