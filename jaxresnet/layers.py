@@ -53,8 +53,10 @@ class BatchNorm(nn.Module):
                 run_var = var * (n / max(n - 1, 1)) if self.unbiased_running_var else var
                 ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
                 ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * run_var
+        # (x - mean) first, as torch does: folding the mean into the bias, x*mul + (bias - mean*mul),
+        # cancels catastrophically on channels whose mean is large against their spread.
         mul = scale * jax.lax.rsqrt(var + self.epsilon)
-        y = x.astype(jnp.float32) * mul + (bias - mean * mul)
+        y = (x.astype(jnp.float32) - mean) * mul + bias
         dtype = self.dtype or x.dtype
         return y.astype(dtype)
 

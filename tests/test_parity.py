@@ -1,4 +1,6 @@
 """The JAX model is the reference PyTorch network: same names, same weights, same numbers."""
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,43 +104,68 @@ def test_logits_and_running_statistics_agree(images, size):
     assert max(jax.tree.leaves(errors)) <= 1e-5
 
 
-def test_one_sgd_momentum_step_agrees(images):
-    """One step from identical weights *and* an identical non-zero momentum buffer, so the momentum
-    arithmetic takes part (a first step from an empty buffer would not exercise it)."""
-    size, lr, momentum = 32, 0.01, 0.9
+def _torch_sgd_step(tmodel, images, size, lr, momentum, buffers, dtype):
+    """One torch SGD-momentum step from the given momentum buffers, in `dtype`; returns the new
+    (parameters, batch_stats, buffers) in flax layout."""
+    tmodel = copy.deepcopy(tmodel).to(dtype)
+    opt = torch.optim.SGD(tmodel.parameters(), lr=lr, momentum=momentum)
+    for name, p in tmodel.named_parameters():
+        opt.state[p]["momentum_buffer"] = buffers[name].to(dtype).clone()
+    x = torch_preprocess(torch.from_numpy(np.array(images.images)), size).to(dtype)
+    tmodel.train()
+    opt.zero_grad()
+    F.cross_entropy(tmodel(x), torch.from_numpy(np.array(images.labels)).long()).backward()
+    opt.step()
+    after = torch_to_flax(tmodel.state_dict())
+    new_buffers = torch_to_flax({k: opt.state[p]["momentum_buffer"] for k, p in tmodel.named_parameters()})
+    return after["params"], after["batch_stats"], new_buffers["params"]
+
+
+@pytest.mark.parametrize("size", [32, 128])
+def test_one_sgd_momentum_step_agrees(images, size):
+    """One step from identical weights *and* an identical non-zero momentum buffer (so the momentum
+    arithmetic takes part), against torch's step computed in float64.
+
+    Over the whole network the parameters agree to 1e-5 relative. Per tensor they agree to 1e-5, or,
+    where float32 itself cannot get that close, within 10x of torch's own float32 error: at --resize
+    128 some layer3/4 gradients of this batch are ill-conditioned in float32 (torch's float32 and
+    float64 gradients differ there by up to 8 %), and our float32 step lands up to 8.5x further from
+    the float64 one than torch's on one such tensor (5.4e-4 against 6.4e-5 of its scale)."""
+    lr, momentum = 0.01, 0.9
     tmodel = torch_model_with_stats(1)
     variables = torch_to_flax(tmodel.state_dict())
-    opt = torch.optim.SGD(tmodel.parameters(), lr=lr, momentum=momentum)
     gen = torch.Generator().manual_seed(3)
-    for p in tmodel.parameters():
-        opt.state[p]["momentum_buffer"] = 0.01 * torch.randn(p.shape, generator=gen)
-    buffers = torch_to_flax({k: opt.state[p]["momentum_buffer"] for k, p in tmodel.named_parameters()})
+    buffers = {k: 0.01 * torch.randn(p.shape, generator=gen) for k, p in tmodel.named_parameters()}
+    exact = _torch_sgd_step(tmodel, images, size, lr, momentum, buffers, torch.float64)
+    torch32 = _torch_sgd_step(tmodel, images, size, lr, momentum, buffers, torch.float32)
 
     model = ResNet34(num_classes=10)
     state = create_train_state(model, jax.random.key(0), size, lr, momentum)
     opt_state = state.tx.init(variables["params"])
-    opt_state = (opt_state[0]._replace(trace=buffers["params"]),) + tuple(opt_state[1:])
+    trace = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), torch_to_flax(buffers)["params"])
+    opt_state = (opt_state[0]._replace(trace=trace),) + tuple(opt_state[1:])
     state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"], opt_state=opt_state)
-
-    x_t = torch_preprocess(torch.from_numpy(np.array(images.images)), size)
-    tmodel.train()
-    opt.zero_grad()
-    F.cross_entropy(tmodel(x_t), torch.from_numpy(np.array(images.labels)).long()).backward()
-    opt.step()
     perm = jnp.arange(len(images), dtype=jnp.int32)
     state, _ = train_step(state, zero_metrics(), jnp.asarray(images.images), jnp.asarray(images.labels), perm,
                           0, 0, batch_size=len(images), image_size=size)
-
-    after = torch_to_flax(tmodel.state_dict())
-    new_buffers = torch_to_flax({k: opt.state[p]["momentum_buffer"] for k, p in tmodel.named_parameters()})
-    # Parameters and running statistics to 1e-5; the buffers hold raw gradients, which float32
-    # backprop through 36 layers reproduces to ~1.5e-5 of their scale.
-    for ours, ref, tol in [(state.params, after["params"], 1e-5), (state.batch_stats, after["batch_stats"], 1e-5),
-                           (state.opt_state[0].trace, new_buffers["params"], 5e-5)]:
-        errors = jax.tree_util.tree_leaves_with_path(jax.tree.map(relative_error, ours, ref))
-        worst = max((float(e), jax.tree_util.keystr(k)) for k, e in errors
-                    if "'conv1']['bias'" not in jax.tree_util.keystr(k) or "layer" in jax.tree_util.keystr(k))
-        assert worst[0] <= tol, worst
+    ours = (state.params, state.batch_stats, state.opt_state[0].trace)
+    # Parameters and running statistics to 1e-5; the buffers hold raw gradients: 5e-5.
+    for name, mine, ref, ref32, tol in zip(("params", "batch_stats", "momentum"), ours, exact, torch32,
+                                           (1e-5, 1e-5, 5e-5)):
+        err = jax.tree_util.tree_leaves_with_path(jax.tree.map(relative_error, mine, ref))
+        err32 = jax.tree.leaves(jax.tree.map(relative_error, ref32, ref))
+        for (path, e), e32 in zip(err, err32):
+            key = jax.tree_util.keystr(path)
+            if key == "['conv1']['bias']":
+                continue  # the stem bias feeds a BatchNorm: its true gradient is 0, both sides see noise
+            assert e <= max(tol, 10 * e32), (name, key, e, e32)
+        # Over the whole network (norm of all differences against norm of all values) parameters
+        # and statistics are float32-exact at both sizes (measured: 3e-8 at 32, 9.9e-6 at 128).
+        diff = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b)) ** 2))
+                   for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(ref)))
+        norm = sum(float(np.sum(np.asarray(b) ** 2)) for b in jax.tree.leaves(ref))
+        if name != "momentum":  # raw gradients: held to the per-tensor rule above only
+            assert np.sqrt(diff / norm) <= tol, (name, np.sqrt(diff / norm))
 
 
 def test_torch_init_has_torch_default_moments():
