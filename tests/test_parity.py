@@ -12,7 +12,7 @@ from jaxresnet.convert import flax_to_torch, torch_to_flax
 from jaxresnet.data import balanced_subset
 from jaxresnet.models import ResNet34
 from jaxresnet.torch_reference import TorchResNet34, torch_preprocess
-from jaxresnet.train import TrainState, create_train_state, train_step, zero_metrics
+from jaxresnet.train import create_train_state, train_step, zero_metrics
 
 torch.manual_seed(0)
 
