@@ -104,11 +104,15 @@ def balanced_subset(labels: np.ndarray, per_class: int | None, seed: int) -> np.
 
 def load_subsets(data_dir, download, train_per_class, test_per_class, seed) -> tuple[Split, Split]:
     train = load_cifar10("train", data_dir, download)
-    test = load_cifar10("test", data_dir, download)
     train = train.take(balanced_subset(train.labels, train_per_class, seed))
+    return train, load_test_subset(data_dir, download, test_per_class, seed)
+
+
+def load_test_subset(data_dir, download, test_per_class, seed) -> Split:
+    """The run's test images (without decoding the training split, which evaluation does not need)."""
+    test = load_cifar10("test", data_dir, download)
     # A different stream for the test subset, so it does not mirror the train draw.
-    test = test.take(balanced_subset(test.labels, test_per_class, seed + 1))
-    return train, test
+    return test.take(balanced_subset(test.labels, test_per_class, seed + 1))
 
 
 def preprocess(images_u8: jax.Array, size: int, dtype=jnp.float32) -> jax.Array:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxresnet.data import CLASS_NAMES, NUM_CLASSES, load_subsets
+from jaxresnet.data import CLASS_NAMES, NUM_CLASSES, load_test_subset
 from jaxresnet.plots import plot_confusion
 from jaxresnet.run import compute_dtype, load_checkpoint
 from jaxresnet.train import DeviceData, predict
@@ -43,8 +43,8 @@ def evaluate_checkpoint(workdir: str, which: str = "best", *, data_dir=None, dow
                         batch_size: int = 500, output: str | None = None) -> Report:
     restored = load_checkpoint(workdir, which)
     config = restored.config
-    _, test = load_subsets(data_dir or config.data_dir, config.download if download is None else download,
-                           1, config.test_per_class, config.seed)
+    test = load_test_subset(data_dir or config.data_dir, config.download if download is None else download,
+                            config.test_per_class, config.seed)
     preds = predict(restored.state, DeviceData.put(test), config.resize, batch_size, compute_dtype(config))
     matrix = confusion_matrix(test.labels, preds)
     figure = output or os.path.join(workdir, f"confusion-epoch{restored.epoch}.png")
