@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import flax.linen as nn
 import numpy as np
 
+from jaxresnet import onednn
+
 Array = jax.Array
 
 
@@ -59,6 +61,22 @@ class BatchNorm(nn.Module):
         y = (x.astype(jnp.float32) - mean) * mul + bias
         dtype = self.dtype or x.dtype
         return y.astype(dtype)
+
+
+# --- pooling ----------------------------------------------------------------------------------------
+def max_pool(x: Array, window: int) -> Array:
+    """torch's MaxPool2d(window, stride=window): non-overlapping windows, a ragged edge dropped.
+
+    A reshape and a max instead of `nn.max_pool`: XLA:CPU differentiates reduce-window through
+    select-and-scatter with four iotas of the input's shape, 145 ms per ResNet34 step at
+    --resize 128 against about 10 ms this way. The gradient of a tie is shared among the tied
+    inputs (torch gives it all to the first); after a ReLU only exact ties of positive values
+    differ, and either is a valid gradient of max.
+    """
+    n, h, w, c = x.shape
+    oh, ow = h // window, w // window
+    x = x[:, : oh * window, : ow * window]
+    return jnp.max(x.reshape(n, oh, window, ow, window, c), axis=(2, 4))
 
 
 # --- convolution ------------------------------------------------------------------------------------
@@ -112,13 +130,15 @@ def _dense_conv(x, kernel, strides, padding):
 class Conv(nn.Module):
     """2-D convolution, NHWC/HWIO like `nn.Conv`, with a choice of how it is computed.
 
-    impl="xla" lowers to XLA's convolution. impl="im2col" gathers patches by slicing and does one
-    matmul: XLA:CPU runs some shapes (3x3 kernels on 2x2 maps, measured 843 ms vs 26 ms) an order of
-    magnitude faster that way, and its backward pass is plain pads and matmuls. impl="dense" is one
-    matmul with the layer's Toeplitz matrix, least work on maps smaller than the kernel. impl="auto"
-    picks, on CPU, dense for maps smaller than the kernel, im2col for small output maps and 1x1
-    kernels, XLA otherwise; on other backends always XLA.
-    Both give the same result to float32 rounding (tests/test_layers.py).
+    impl="xla" lowers to XLA's convolution. impl="onednn" calls oneDNN (torch's CPU convolution
+    library) through an XLA custom call, about twice XLA:CPU's speed on this model's 3x3 layers
+    (`jaxresnet.onednn`). impl="im2col" gathers patches by slicing and does one matmul: XLA:CPU
+    runs 3x3 kernels on 2x2 maps an order of magnitude faster that way (843 ms vs 26 ms).
+    impl="dense" is one matmul with the layer's Toeplitz matrix, least work on maps smaller than
+    the kernel. impl="auto" picks, on CPU, dense for maps smaller than the kernel, oneDNN where it
+    is available (x86-64 Linux, one device), else im2col for small output maps and 1x1 kernels
+    and XLA otherwise; on other backends always XLA.
+    All give the same result to float32 rounding (tests/test_layers.py).
     """
 
     features: int
@@ -140,12 +160,14 @@ class Conv(nn.Module):
         dtype = self.dtype or x.dtype
         x = x.astype(dtype)
         kernel = kernel.astype(dtype)
-        impl = resolve_conv_impl(self.impl, x.shape, self.kernel_size, self.strides, self.padding)
+        impl = resolve_conv_impl(self.impl, x.shape, self.kernel_size, self.strides, self.padding, dtype)
         if impl == "im2col":
             cols = _im2col(x, self.kernel_size, self.strides, self.padding)
             y = jnp.dot(cols, kernel.reshape(kh * kw * in_features, self.features))
         elif impl == "dense":
             y = _dense_conv(x, kernel, self.strides, self.padding)
+        elif impl == "onednn":
+            y = onednn.conv(x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding))
         else:
             y = jax.lax.conv_general_dilated(
                 x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding),
@@ -196,12 +218,13 @@ def initializers(init: str, fan_in: int):
     raise ValueError(f"init must be one of {INITS}, got {init!r}")
 
 
-CONV_IMPLS = ("auto", "xla", "im2col", "dense")
+CONV_IMPLS = ("auto", "xla", "im2col", "dense", "onednn")
 # Output maps at most this many pixels go through im2col on CPU under impl="auto" (see BENCHMARKS.md).
 IM2COL_MAX_OUTPUT_PIXELS = 16
 
 
-def resolve_conv_impl(impl: str, in_shape, kernel_size, strides, padding) -> str:
+def resolve_conv_impl(impl: str, in_shape, kernel_size, strides, padding, dtype=jnp.float32) -> str:
+    """The formulation `impl` means for this layer; "auto" picks by backend, shape and dtype."""
     if impl not in CONV_IMPLS:
         raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
     if impl != "auto":
@@ -209,10 +232,15 @@ def resolve_conv_impl(impl: str, in_shape, kernel_size, strides, padding) -> str
     if jax.default_backend() != "cpu":
         return "xla"
     kh, kw = kernel_size
+    if in_shape[1] * in_shape[2] < kh * kw:
+        return "dense"  # beats oneDNN too: 183 against 173 img/s at --resize 32
+    # oneDNN's custom call has no partitioning rule; under a multi-device CPU mesh (a test setup)
+    # XLA would gather every batch onto each device, so the XLA-native forms are used there.
+    if jax.device_count() == 1 and onednn.supports(in_shape, kernel_size, strides, padding, dtype) \
+            and onednn.available():
+        return "onednn"
     if (kh, kw) == (1, 1):
         return "im2col"  # a strided slice and a matmul: never slower
-    if in_shape[1] * in_shape[2] < kh * kw:
-        return "dense"
     (pt, pb), (pl, pr) = padding
     out_h = (in_shape[1] + pt + pb - kh) // strides[0] + 1
     out_w = (in_shape[2] + pl + pr - kw) // strides[1] + 1

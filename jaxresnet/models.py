@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 import flax.linen as nn
 
-from jaxresnet.layers import BatchNorm, Conv, Dense
+from jaxresnet.layers import BatchNorm, Conv, Dense, max_pool
 
 ModuleDef = Any
 
@@ -93,7 +93,7 @@ class ResNet(nn.Module):
         x = x.astype(self.dtype)
         x = conv(self.widths[0], (7, 7), (2, 2), ((5, 5), (5, 5)), use_bias=True, name="conv1")(x)
         x = nn.relu(norm(name="bn1")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, 2)
         for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
             for j in range(blocks):
                 strides = 2 if i > 0 and j == 0 else 1

@@ -33,8 +33,11 @@ def test_matmul_convs_match_xla_conv_and_its_gradients(shape, kernel, stride, pa
     jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4), g1, g2)
 
 
-def test_auto_picks_matmul_forms_on_cpu_for_small_maps():
+def test_without_onednn_auto_picks_matmul_forms_on_cpu_for_small_maps(monkeypatch):
+    from jaxresnet import onednn
     from jaxresnet.layers import resolve_conv_impl
+
+    monkeypatch.setattr(onednn, "available", lambda: False)
 
     same = ((1, 1), (1, 1))
     assert resolve_conv_impl("auto", (64, 2, 2, 512), (3, 3), (1, 1), same) == "dense"

@@ -121,12 +121,19 @@ def _torch_sgd_step(tmodel, images, size, lr, momentum, buffers, dtype):
     return after["params"], after["batch_stats"], new_buffers["params"]
 
 
+def _whole_network_error(tree, ref):
+    diff = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b)) ** 2))
+               for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(ref)))
+    return np.sqrt(diff / sum(float(np.sum(np.asarray(b) ** 2)) for b in jax.tree.leaves(ref)))
+
+
 @pytest.mark.parametrize("size", [32, 128])
 def test_one_sgd_momentum_step_agrees(images, size):
     """One step from identical weights *and* an identical non-zero momentum buffer (so the momentum
     arithmetic takes part), against torch's step computed in float64.
 
-    Over the whole network the parameters agree to 1e-5 relative. Per tensor they agree to 1e-5, or,
+    Over the whole network the parameters are within 1e-5 relative of float64, or at least as close
+    as torch's own float32 step. Per tensor they agree to 1e-5, or,
     where float32 itself cannot get that close, within 10x of torch's own float32 error: at --resize
     128 some layer3/4 gradients of this batch are ill-conditioned in float32 (torch's float32 and
     float64 gradients differ there by up to 8 %), and our float32 step lands up to 8.5x further from
@@ -160,12 +167,11 @@ def test_one_sgd_momentum_step_agrees(images, size):
                 continue  # the stem bias feeds a BatchNorm: its true gradient is 0, both sides see noise
             assert e <= max(tol, 10 * e32), (name, key, e, e32)
         # Over the whole network (norm of all differences against norm of all values) parameters
-        # and statistics are float32-exact at both sizes (measured: 3e-8 at 32, 9.9e-6 at 128).
-        diff = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b)) ** 2))
-                   for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(ref)))
-        norm = sum(float(np.sum(np.asarray(b) ** 2)) for b in jax.tree.leaves(ref))
+        # and statistics are within 1e-5 of float64, or at least as close as torch's own float32
+        # step (params, measured: 3.4e-8 against torch's 3.6e-8 at 32; 1.1e-5 against 2.3e-5 at 128).
         if name != "momentum":  # raw gradients: held to the per-tensor rule above only
-            assert np.sqrt(diff / norm) <= tol, (name, np.sqrt(diff / norm))
+            whole, whole32 = _whole_network_error(mine, ref), _whole_network_error(ref32, ref)
+            assert whole <= max(tol, whole32), (name, whole, whole32)
 
 
 def test_torch_init_has_torch_default_moments():

@@ -1,0 +1,99 @@
+import platform
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxresnet import onednn
+from jaxresnet.layers import Conv, resolve_conv_impl
+
+# Where the oneDNN wheels exist, the custom calls must build: a skip there would hide a regression.
+ONEDNN_PLATFORM = sys.platform == "linux" and platform.machine() == "x86_64"
+needs_onednn = pytest.mark.skipif(not ONEDNN_PLATFORM, reason="oneDNN wheels are x86-64 Linux only")
+
+
+@needs_onednn
+def test_onednn_builds_here():
+    assert onednn.available(), onednn.reason()
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape, kernel, stride, pad, features", [
+    ((4, 9, 9, 16), (3, 3), 1, 1, 32),
+    ((4, 9, 9, 16), (3, 3), 2, 1, 32),     # 9 -> 5: the first block of a stage
+    ((4, 32, 32, 3), (7, 7), 2, 5, 16),    # the stem: 37 padded rows, the last 5 unused
+    ((4, 8, 8, 16), (1, 1), 2, 0, 32),     # a downsample projection
+    ((4, 2, 2, 32), (3, 3), 1, 1, 16),     # a map smaller than the kernel
+])
+def test_onednn_conv_matches_xla_conv_and_its_gradients(shape, kernel, stride, pad, features):
+    x = jax.random.normal(jax.random.key(0), shape)
+    kw = dict(features=features, kernel_size=kernel, strides=(stride, stride),
+              padding=((pad, pad), (pad, pad)), use_bias=True, weight_init="torch")
+    xla, dnn = Conv(**kw, impl="xla"), Conv(**kw, impl="onednn")
+    variables = xla.init(jax.random.key(1), x)
+
+    def loss(m):
+        return jax.jit(jax.grad(lambda v, x: jnp.sum(jnp.sin(3 * m.apply(v, x))), argnums=(0, 1)))
+
+    y1, y2 = xla.apply(variables, x), jax.jit(dnn.apply)(variables, x)
+    assert y1.shape == y2.shape
+    np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-5)
+    g1, g2 = loss(xla)(variables, x), loss(dnn)(variables, x)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(a))))
+
+
+@needs_onednn
+def test_onednn_bfloat16_conv_is_the_float32_conv_to_bfloat16_rounding():
+    x = jax.random.normal(jax.random.key(0), (8, 9, 9, 32))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 32, 64)) / 17
+    conv = lambda x, w: onednn.conv(x, w, (1, 1), ((1, 1), (1, 1)))
+    exact = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.jit(conv)(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
+    assert y.dtype == jnp.bfloat16
+    err = float(jnp.max(jnp.abs(y.astype(jnp.float32) - exact)) / jnp.max(jnp.abs(exact)))
+    assert 1e-4 < err < 2e-2  # really computed in bfloat16, and only that far off
+    dw = jax.jit(jax.grad(lambda w: jnp.sum(conv(x.astype(jnp.bfloat16), w).astype(jnp.float32))))(
+        w.astype(jnp.bfloat16))
+    dw_exact = jax.grad(lambda w: jnp.sum(jax.lax.conv_general_dilated(
+        x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))))(w)
+    np.testing.assert_allclose(dw.astype(jnp.float32), dw_exact, rtol=0, atol=2e-2 * float(jnp.max(jnp.abs(dw_exact))))
+
+
+@needs_onednn
+def test_auto_uses_onednn_on_one_cpu_device_except_where_other_forms_win():
+    same = ((1, 1), (1, 1))
+    assert jax.device_count() == 1
+    assert resolve_conv_impl("auto", (32, 33, 33, 64), (3, 3), (1, 1), same) == "onednn"
+    assert resolve_conv_impl("auto", (32, 33, 33, 64), (1, 1), (2, 2), ((0, 0), (0, 0))) == "onednn"
+    assert resolve_conv_impl("auto", (64, 2, 2, 512), (3, 3), (1, 1), same) == "dense"
+    # bfloat16 with 3 input channels: oneDNN 3.2 would pick a weight-gradient kernel that crashes.
+    stem = ((5, 5), (5, 5))
+    assert resolve_conv_impl("auto", (32, 128, 128, 3), (7, 7), (2, 2), stem, jnp.float32) == "onednn"
+    assert resolve_conv_impl("auto", (32, 128, 128, 3), (7, 7), (2, 2), stem, jnp.bfloat16) == "xla"
+    assert resolve_conv_impl("auto", (32, 33, 33, 64), (3, 3), (1, 1), same, jnp.float16) == "xla"
+
+
+def test_a_failed_build_names_the_cause_and_auto_falls_back_to_xla(tmp_path):
+    # A fresh process: availability is decided once per process.
+    code = (
+        "import jax, jax.numpy as jnp\n"
+        "from jaxresnet import onednn\n"
+        "from jaxresnet.layers import resolve_conv_impl\n"
+        "print(onednn.available(), '|', onednn.reason().splitlines()[0])\n"
+        "print(resolve_conv_impl('auto', (32, 33, 33, 64), (3, 3), (1, 1), ((1, 1), (1, 1))))\n"
+    )
+    env = {"CXX": "/bin/false", "JAXRESNET_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin",
+           "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()[-2:]
+    if ONEDNN_PLATFORM:
+        assert first == "False | compiling onednn_conv.cc failed:"
+    else:
+        assert first.startswith("False | ")
+    assert second == "xla"
