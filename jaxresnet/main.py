@@ -55,6 +55,7 @@ def train_main(argv: list[str]) -> int:
     workdir = args.workdir or default_workdir(f"{config.arch}-r{config.resize}-s{config.seed}")
     quiet_libraries()
     enable_compilation_cache()
+    _check_conv_impl(parser, config.conv_impl)
     if args.distributed:
         import jax
 
@@ -72,6 +73,16 @@ def train_main(argv: list[str]) -> int:
         return 130
     print(f"Outputs in {workdir}", file=sys.stderr)
     return 0
+
+
+def _check_conv_impl(parser, conv_impl: str) -> None:
+    from jaxresnet import onednn
+
+    error, warning = onednn.check(conv_impl)
+    if error:
+        parser.error(error)
+    if warning:
+        print(f"{parser.prog}: warning: {warning}", file=sys.stderr)
 
 
 def evaluate_parser() -> ArgumentParser:
@@ -196,6 +207,7 @@ def benchmark_main(argv: list[str]) -> int:
         p.error("the torch reference has no resnet50; use --no-torch")
     from jaxresnet.benchmark import as_json, format_result, run
 
+    _check_conv_impl(p, args.conv_impl)
     result = run(args.arch, args.resize, args.batch_size, args.dtype, args.conv_impl, args.steps, args.reps,
                  torch_too=args.torch, log=lambda s: print(s, file=sys.stderr))
     print(format_result(result))

@@ -111,6 +111,17 @@ def reason() -> str:
     return _load()[1]
 
 
+def check(conv_impl: str) -> tuple[str | None, str | None]:
+    """(error, warning) for a run on this machine with --conv-impl `conv_impl`: asking for oneDNN
+    where it cannot be built is an error; "auto" falling back to XLA on a CPU is worth a warning."""
+    if conv_impl not in ("auto", "onednn") or jax.default_backend() != "cpu" or available():
+        return None, None
+    why = reason().splitlines()[0]
+    if conv_impl == "onednn":
+        return f"--conv-impl onednn is unavailable here: {why}", None
+    return None, f"oneDNN convolutions unavailable ({why}); using XLA's, which are slower on CPU"
+
+
 def require() -> None:
     """Build and register the handlers, or raise BuildError saying why they cannot be."""
     if not available():

@@ -97,3 +97,22 @@ def test_a_failed_build_names_the_cause_and_auto_falls_back_to_xla(tmp_path):
     else:
         assert first.startswith("False | ")
     assert second == "xla"
+
+
+def test_asking_for_onednn_where_it_cannot_build_is_one_line_exit_2(run_script, monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "/bin/false")
+    monkeypatch.setenv("JAXRESNET_CACHE_DIR", str(tmp_path / "cache"))
+    proc = run_script("train.py", "--conv-impl", "onednn", "--workdir", tmp_path / "w")
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: --conv-impl onednn is unavailable here: "), \
+        proc.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_auto_without_onednn_warns_and_other_choices_say_nothing(monkeypatch):
+    monkeypatch.setattr(onednn, "_load", lambda: (False, "no C++ compiler (g++) found"))
+    assert onednn.check("auto") == (
+        None, "oneDNN convolutions unavailable (no C++ compiler (g++) found); using XLA's, which are slower on CPU")
+    assert onednn.check("onednn") == ("--conv-impl onednn is unavailable here: no C++ compiler (g++) found", None)
+    assert onednn.check("xla") == (None, None)
