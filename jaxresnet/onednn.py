@@ -190,5 +190,5 @@ conv.defvjp(_conv_fwd, _conv_bwd)
 if __name__ == "__main__":  # python -m jaxresnet.onednn: build now (scripts/setup.sh does)
     try:
         print(f"oneDNN convolutions: {build()}")
-    except BuildError as e:
+    except (BuildError, OSError) as e:  # OSError: an unwritable cache, a CXX that does not exist
         print(f"oneDNN convolutions unavailable, XLA's will be used: {e}".splitlines()[0])
