@@ -26,6 +26,7 @@ class Result:
     batch_size: int
     dtype: str
     conv_impl: str
+    norm_impl: str = "auto"
     jax_compile_s: float = 0.0
     jax_train_images_per_s: float = 0.0
     torch_train_images_per_s: float | None = None
@@ -54,12 +55,12 @@ def matmul_peak(dtype, n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def _jax_setup(arch, resize, batch, dtype, conv_impl, steps):
+def _jax_setup(arch, resize, batch, dtype, conv_impl, steps, norm_impl="auto"):
     rng = np.random.default_rng(0)
     n = batch * steps
     data = DeviceData.put(Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
                                 rng.integers(0, 10, n).astype(np.int32)))
-    model = ARCHS[arch](num_classes=10, dtype=dtype, conv_impl=conv_impl)
+    model = ARCHS[arch](num_classes=10, dtype=dtype, conv_impl=conv_impl, norm_impl=norm_impl)
     state = create_train_state(model, jax.random.key(0), resize, 0.01, 0.9)
     perm = jnp.arange(n, dtype=jnp.int32)
     return data, state, perm
@@ -73,19 +74,19 @@ def _flops(compiled) -> float:
 
 def train_step_gflop(arch, resize, batch, dtype, steps=1) -> float:
     """The model's GFLOP per training step, from XLA's cost analysis of the step with XLA's own
-    convolutions: custom calls (the oneDNN convolutions) are invisible to the cost analysis."""
-    data, state, perm = _jax_setup(arch, resize, batch, dtype, "xla", steps)
+    convolutions and BatchNorm: custom calls (oneDNN, the fused BatchNorm) are invisible to it."""
+    data, state, perm = _jax_setup(arch, resize, batch, dtype, "xla", steps, norm_impl="xla")
     lowered = train_step.lower(state, zero_metrics(), data.images, data.labels, perm, 0, 0,
                                batch_size=batch, image_size=resize, dtype=dtype)
     return _flops(lowered.compile()) / 1e9
 
 
 def run(arch="resnet34", resize=128, batch_size=32, dtype="float32", conv_impl="auto", steps=5, reps=3,
-        torch_too=True, log=print) -> Result:
+        torch_too=True, log=print, norm_impl="auto") -> Result:
     jdtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
     res = Result(device=str(jax.devices()[0].device_kind), resize=resize, batch_size=batch_size,
-                 dtype=dtype, conv_impl=conv_impl)
-    data, state, perm = _jax_setup(arch, resize, batch_size, jdtype, conv_impl, steps)
+                 dtype=dtype, conv_impl=conv_impl, norm_impl=norm_impl)
+    data, state, perm = _jax_setup(arch, resize, batch_size, jdtype, conv_impl, steps, norm_impl)
     kw = dict(batch_size=batch_size, image_size=resize, dtype=jdtype)
 
     t = time.perf_counter()
@@ -185,7 +186,7 @@ def format_result(r: Result) -> str:
         ("eval images/s", f(r.jax_eval_images_per_s), f(r.torch_eval_images_per_s), f(r.eval_ratio, ".2f")),
     ]
     w = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [f"{r.device}, resize {r.resize}, batch {r.batch_size}, {r.dtype}, conv {r.conv_impl}, "
+    lines = [f"{r.device}, resize {r.resize}, batch {r.batch_size}, {r.dtype}, conv {r.conv_impl}, norm {r.norm_impl}, "
              f"jax {r.jax_version}, torch {r.torch_version or '-'}"]
     lines += ["  ".join(c.rjust(wi) for c, wi in zip(row, w)) for row in rows]
     lines.append(f"JAX compile: {r.jax_compile_s:.1f} s; train step {r.jax_train_gflop_per_step:.1f} GFLOP "

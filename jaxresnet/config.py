@@ -5,7 +5,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from jaxresnet.layers import CONV_IMPLS, INITS
+from jaxresnet.layers import CONV_IMPLS, INITS, NORM_IMPLS
 from jaxresnet.models import ARCHS
 
 DTYPES = ("float32", "bfloat16")
@@ -31,6 +31,7 @@ class TrainConfig:
     # How and how long to run: these may change when a run is resumed.
     epochs: int = 10
     conv_impl: str = "auto"
+    norm_impl: str = "auto"
     eval_batch_size: int = 500
     save_every: int = 1
     keep: int = 3
@@ -55,6 +56,7 @@ class TrainConfig:
         _one_of("--dtype", self.dtype, DTYPES)
         _one_of("--init", self.init, INITS)
         _one_of("--conv-impl", self.conv_impl, CONV_IMPLS)
+        _one_of("--norm-impl", self.norm_impl, NORM_IMPLS)
         return self
 
     def to_dict(self) -> dict:
@@ -70,7 +72,7 @@ class TrainConfig:
 
 
 # Fields a resumed run may change; every other field defines the experiment.
-RESUMABLE_CHANGES = ("epochs", "conv_impl", "eval_batch_size", "save_every", "keep", "data_dir", "download")
+RESUMABLE_CHANGES = ("epochs", "conv_impl", "norm_impl", "eval_batch_size", "save_every", "keep", "data_dir", "download")
 
 
 def flag(name: str) -> str:

@@ -13,20 +13,25 @@ import jax.numpy as jnp
 import flax.linen as nn
 import numpy as np
 
-from jaxresnet import onednn
+from jaxresnet import fused_norm, onednn
 
 Array = jax.Array
 
 
 # --- BatchNorm --------------------------------------------------------------------------------------
 class BatchNorm(nn.Module):
-    """torch.nn.BatchNorm2d semantics in flax's parameter layout.
+    """torch.nn.BatchNorm2d semantics in flax's parameter layout, with an optional residual add
+    and ReLU after it: `BatchNorm()(x, residual, relu=True)` is `relu(bn(x) + residual)`.
 
     Normalises with the biased batch variance, like both frameworks, but updates the running
     variance with the *unbiased* one (n / (n-1)), as torch does and flax's BatchNorm does not.
     `momentum` follows flax's convention: running = momentum * running + (1 - momentum) * batch,
     so torch's default 0.1 is 0.9 here. Statistics are reduced over every non-feature axis of the
     global batch, which under `jax.jit` with a batch-sharded input is the global batch.
+
+    `impl`: "xla" writes it in jax.numpy; "fused" runs normalisation, add and ReLU (and their
+    gradients) as two C++ passes each way (`jaxresnet.fused_norm`); "auto" picks fused when
+    training in float32 on a single CPU device where the native library builds, else xla.
     """
 
     use_running_average: bool = False
@@ -35,14 +40,21 @@ class BatchNorm(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     unbiased_running_var: bool = True
+    impl: str = "auto"
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, residual: Array | None = None, relu: bool = False) -> Array:
         features = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        dtype = self.dtype or x.dtype
+        if not self.use_running_average and not self.is_initializing() and resolve_norm_impl(
+                self.impl, x.shape, x.dtype, dtype, residual) == "fused":
+            y, mean, var = fused_norm.batch_norm(x, scale, bias, residual, relu, self.epsilon)
+            self._update_running(ra_mean, ra_var, mean, var, x.shape)
+            return y
         axes = tuple(range(x.ndim - 1))
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
@@ -51,16 +63,38 @@ class BatchNorm(nn.Module):
             mean = jnp.mean(xf, axes)
             var = jnp.mean(jnp.square(xf - mean), axes)
             if not self.is_initializing():
-                n = math.prod(x.shape[:-1])
-                run_var = var * (n / max(n - 1, 1)) if self.unbiased_running_var else var
-                ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
-                ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * run_var
+                self._update_running(ra_mean, ra_var, mean, var, x.shape)
         # (x - mean) first, as torch does: folding the mean into the bias, x*mul + (bias - mean*mul),
         # cancels catastrophically on channels whose mean is large against their spread.
         mul = scale * jax.lax.rsqrt(var + self.epsilon)
-        y = (x.astype(jnp.float32) - mean) * mul + bias
-        dtype = self.dtype or x.dtype
-        return y.astype(dtype)
+        y = ((x.astype(jnp.float32) - mean) * mul + bias).astype(dtype)
+        if residual is not None:
+            y = y + residual.astype(dtype)
+        return nn.relu(y) if relu else y
+
+    def _update_running(self, ra_mean, ra_var, mean, var, shape):
+        n = math.prod(shape[:-1])
+        run_var = var * (n / max(n - 1, 1)) if self.unbiased_running_var else var
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * run_var
+
+
+NORM_IMPLS = ("auto", "xla", "fused")
+
+
+def resolve_norm_impl(impl: str, shape, in_dtype=jnp.float32, dtype=jnp.float32, residual=None) -> str:
+    """The BatchNorm formulation `impl` means for a training-mode layer on this input."""
+    if impl not in NORM_IMPLS:
+        raise ValueError(f"norm impl must be one of {NORM_IMPLS}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    dtypes = {jnp.dtype(in_dtype), jnp.dtype(dtype)} | ({jnp.dtype(residual.dtype)} if residual is not None else set())
+    if jax.default_backend() != "cpu" or dtypes != {jnp.dtype(jnp.float32)}:
+        return "xla"
+    # Like the oneDNN convolution, the custom call has no partitioning rule: one device only.
+    if jax.device_count() == 1 and fused_norm.supports(shape, in_dtype) and onednn.available():
+        return "fused"
+    return "xla"
 
 
 # --- pooling ----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from jaxresnet.cli import ArgumentParser, add_experiment_flags, default_workdir,
 
 def train_parser() -> ArgumentParser:
     from jaxresnet.config import DTYPES, TrainConfig
-    from jaxresnet.layers import CONV_IMPLS, INITS
+    from jaxresnet.layers import CONV_IMPLS, INITS, NORM_IMPLS
     from jaxresnet.models import ARCHS
 
     d = TrainConfig()
@@ -21,6 +21,9 @@ def train_parser() -> ArgumentParser:
                    help="weight initialisation: torch's defaults or flax's (default %(default)s)")
     p.add_argument("--conv-impl", default=d.conv_impl, choices=CONV_IMPLS,
                    help="how convolutions are computed (default %(default)s: fastest per backend and shape)")
+    p.add_argument("--norm-impl", default=d.norm_impl, choices=NORM_IMPLS,
+                   help="how training BatchNorm+ReLU(+residual) is computed: xla, or fused C++ on CPU "
+                        "(default %(default)s: fused where it builds)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint every N epochs (default 1)")
     p.add_argument("--keep", type=int, default=d.keep, help="latest checkpoints kept, plus the best (default 3)")
     p.add_argument("--resume", action="store_true",
@@ -55,7 +58,7 @@ def train_main(argv: list[str]) -> int:
     workdir = args.workdir or default_workdir(f"{config.arch}-r{config.resize}-s{config.seed}")
     quiet_libraries()
     enable_compilation_cache()
-    _check_conv_impl(parser, config.conv_impl)
+    _check_native(parser, config.conv_impl, config.norm_impl)
     if args.distributed:
         import jax
 
@@ -75,10 +78,10 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
-def _check_conv_impl(parser, conv_impl: str) -> None:
+def _check_native(parser, conv_impl: str, norm_impl: str) -> None:
     from jaxresnet import onednn
 
-    error, warning = onednn.check(conv_impl)
+    error, warning = onednn.check(conv_impl, norm_impl)
     if error:
         parser.error(error)
     if warning:
@@ -186,7 +189,7 @@ def compare_main(argv: list[str]) -> int:
 def benchmark_main(argv: list[str]) -> int:
     import json
 
-    from jaxresnet.layers import CONV_IMPLS
+    from jaxresnet.layers import CONV_IMPLS, NORM_IMPLS
     from jaxresnet.models import ARCHS
 
     p = ArgumentParser(prog="benchmark.py", description="JAX vs PyTorch training/eval throughput, side by side.")
@@ -195,6 +198,7 @@ def benchmark_main(argv: list[str]) -> int:
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--arch", default="resnet34", choices=sorted(ARCHS))
     p.add_argument("--conv-impl", default="auto", choices=CONV_IMPLS)
+    p.add_argument("--norm-impl", default="auto", choices=NORM_IMPLS)
     p.add_argument("--steps", type=int, default=5, help="steps per timed repetition (default 5)")
     p.add_argument("--reps", type=int, default=3, help="alternating repetitions (default 3; median reported)")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="JAX only")
@@ -207,9 +211,9 @@ def benchmark_main(argv: list[str]) -> int:
         p.error("the torch reference has no resnet50; use --no-torch")
     from jaxresnet.benchmark import as_json, format_result, run
 
-    _check_conv_impl(p, args.conv_impl)
+    _check_native(p, args.conv_impl, args.norm_impl)
     result = run(args.arch, args.resize, args.batch_size, args.dtype, args.conv_impl, args.steps, args.reps,
-                 torch_too=args.torch, log=lambda s: print(s, file=sys.stderr))
+                 torch_too=args.torch, norm_impl=args.norm_impl, log=lambda s: print(s, file=sys.stderr))
     print(format_result(result))
     if args.json:
         with open(args.json, "w") as f:

@@ -31,10 +31,9 @@ class BasicBlock(nn.Module):
     def __call__(self, x):
         s = (self.strides, self.strides)
         y = self.conv(self.filters, (3, 3), s, ((1, 1), (1, 1)), use_bias=False, name="conv1")(x)
-        y = nn.relu(self.norm(name="bn1")(y))
+        y = self.norm(name="bn1")(y, relu=True)
         y = self.conv(self.filters, (3, 3), (1, 1), ((1, 1), (1, 1)), use_bias=False, name="conv2")(y)
-        y = self.norm(name="bn2")(y)
-        return nn.relu(y + _shortcut(self, x, self.filters * self.expansion))
+        return self.norm(name="bn2")(y, _shortcut(self, x, self.filters * self.expansion), relu=True)
 
 
 class BottleneckBlock(nn.Module):
@@ -50,12 +49,11 @@ class BottleneckBlock(nn.Module):
     def __call__(self, x):
         s = (self.strides, self.strides)
         y = self.conv(self.filters, (1, 1), use_bias=False, name="conv1")(x)
-        y = nn.relu(self.norm(name="bn1")(y))
+        y = self.norm(name="bn1")(y, relu=True)
         y = self.conv(self.filters, (3, 3), s, ((1, 1), (1, 1)), use_bias=False, name="conv2")(y)
-        y = nn.relu(self.norm(name="bn2")(y))
+        y = self.norm(name="bn2")(y, relu=True)
         y = self.conv(self.filters * self.expansion, (1, 1), use_bias=False, name="conv3")(y)
-        y = self.norm(name="bn3")(y)
-        return nn.relu(y + _shortcut(self, x, self.filters * self.expansion))
+        return self.norm(name="bn3")(y, _shortcut(self, x, self.filters * self.expansion), relu=True)
 
 
 def _shortcut(block, x, out_features):
@@ -73,7 +71,8 @@ class ResNet(nn.Module):
 
     `dtype` is the compute dtype; parameters and BatchNorm statistics stay float32.
     `weight_init` chooses torch's default initialisation ("torch") or flax's ("flax").
-    `conv_impl` chooses how convolutions are computed (see `jaxresnet.layers.Conv`).
+    `conv_impl` chooses how convolutions are computed (see `jaxresnet.layers.Conv`), `norm_impl`
+    how training-mode BatchNorm with its ReLU and residual add is (`jaxresnet.layers.BatchNorm`).
     """
 
     stage_sizes: Sequence[int]
@@ -84,15 +83,16 @@ class ResNet(nn.Module):
     dtype: Any = jnp.float32
     weight_init: str = "torch"
     conv_impl: str = "auto"
+    norm_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         conv = functools.partial(Conv, dtype=self.dtype, weight_init=self.weight_init, impl=self.conv_impl)
-        norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
+        norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype, impl=self.norm_impl)
 
         x = x.astype(self.dtype)
         x = conv(self.widths[0], (7, 7), (2, 2), ((5, 5), (5, 5)), use_bias=True, name="conv1")(x)
-        x = nn.relu(norm(name="bn1")(x))
+        x = norm(name="bn1")(x, relu=True)
         x = max_pool(x, 2)
         for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
             for j in range(blocks):

@@ -1,4 +1,6 @@
-"""oneDNN convolutions on CPU, as XLA custom calls (the C++ is in csrc/onednn_conv.cc).
+"""oneDNN convolutions on CPU, as XLA custom calls (the C++ is in csrc/onednn_conv.cc), and the
+build of the native library that holds them and the fused BatchNorm (csrc/batchnorm.cc,
+`jaxresnet.fused_norm`).
 
 XLA:CPU's own convolution reaches 60-110 GFLOP/s on this model's 3x3 layers; oneDNN, which torch
 uses on CPU, runs them about twice as fast (BENCHMARKS.md). The handlers are compiled on first
@@ -6,7 +8,7 @@ use against the installed jaxlib's FFI headers and the `onednn-devel-cpu-gomp` w
 under ~/.cache/jaxresnet/onednn (or $JAXRESNET_CACHE_DIR/onednn), keyed by everything that goes
 into the build; `scripts/setup.sh` builds it once up front. When the build is impossible (no C++
 compiler, no oneDNN wheel: other CPUs than x86-64 Linux), `available()` is False, `reason()`
-says why, and `Conv(impl="auto")` falls back to XLA's convolution.
+says why, and `Conv(impl="auto")` and `BatchNorm(impl="auto")` fall back to XLA.
 """
 from __future__ import annotations
 
@@ -26,11 +28,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SOURCE = Path(__file__).parent / "csrc" / "onednn_conv.cc"
+# One library holds the oneDNN convolutions and the fused BatchNorm (jaxresnet.fused_norm).
+SOURCES = [Path(__file__).parent / "csrc" / name for name in ("onednn_conv.cc", "batchnorm.cc")]
 TARGETS = {
     "forward": "JaxresnetConvForward",
     "backward_data": "JaxresnetConvBackwardData",
     "backward_weights": "JaxresnetConvBackwardWeights",
+    "norm_forward": "JaxresnetBatchNormForward",
+    "norm_backward": "JaxresnetBatchNormBackward",
 }
 DTYPES = (jnp.float32, jnp.bfloat16)
 
@@ -59,9 +64,11 @@ def _compile_command(root: Path, output: Path) -> list[str]:
     if not cxx:
         raise BuildError("no C++ compiler (g++) found")
     lib = root / "lib"
-    return [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
+    # -fno-trapping-math lets GCC vectorize the ReLU masks (a select after a float compare);
+    # -fopenmp: the BatchNorm loops share oneDNN's OpenMP threads.
+    return [cxx, "-O3", "-fno-trapping-math", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-w",
             "-I", jax.ffi.include_dir(), "-I", str(root / "include"),
-            str(SOURCE), "-o", str(output), "-L", str(lib), "-ldnnl", f"-Wl,-rpath,{lib}"]
+            *map(str, SOURCES), "-o", str(output), "-L", str(lib), "-ldnnl", f"-Wl,-rpath,{lib}"]
 
 
 def build(force: bool = False) -> Path:
@@ -71,7 +78,8 @@ def build(force: bool = False) -> Path:
     root = _onednn_root()
     command = _compile_command(root, Path("OUT"))
     key = hashlib.sha256()
-    key.update(SOURCE.read_bytes())
+    for source in SOURCES:
+        key.update(source.read_bytes())
     key.update(importlib.metadata.version("jaxlib").encode())
     key.update(" ".join(command).encode())
     for so in sorted(root.glob("lib/libdnnl.so*")):
@@ -85,7 +93,7 @@ def build(force: bool = False) -> Path:
         partial = Path(tmp) / target.name
         done = subprocess.run(_compile_command(root, partial), capture_output=True, text=True)
         if done.returncode != 0:
-            raise BuildError(f"compiling {SOURCE.name} failed:\n{done.stderr[-2000:]}")
+            raise BuildError(f"compiling {' '.join(s.name for s in SOURCES)} failed:\n{done.stderr[-2000:]}")
         os.replace(partial, target)
     return target
 
@@ -111,21 +119,26 @@ def reason() -> str:
     return _load()[1]
 
 
-def check(conv_impl: str) -> tuple[str | None, str | None]:
-    """(error, warning) for a run on this machine with --conv-impl `conv_impl`: asking for oneDNN
-    where it cannot be built is an error; "auto" falling back to XLA on a CPU is worth a warning."""
-    if conv_impl not in ("auto", "onednn") or jax.default_backend() != "cpu" or available():
+def check(conv_impl: str, norm_impl: str = "auto") -> tuple[str | None, str | None]:
+    """(error, warning) for a run on this machine with these --conv-impl/--norm-impl: asking for
+    the native kernels (onednn, fused) where they cannot be built is an error; "auto" falling back
+    to XLA on a CPU is worth a warning."""
+    if jax.default_backend() != "cpu" or available():
         return None, None
     why = reason().splitlines()[0]
-    if conv_impl == "onednn":
-        return f"--conv-impl onednn is unavailable here: {why}", None
-    return None, f"oneDNN convolutions unavailable ({why}); using XLA's, which are slower on CPU"
+    for flag, value, native in (("--conv-impl", conv_impl, "onednn"), ("--norm-impl", norm_impl, "fused")):
+        if value == native:
+            return f"{flag} {native} is unavailable here: {why}", None
+    if "auto" in (conv_impl, norm_impl):
+        return None, f"native CPU kernels unavailable ({why}); using XLA's, which are slower on CPU"
+    return None, None
 
 
 def require() -> None:
     """Build and register the handlers, or raise BuildError saying why they cannot be."""
     if not available():
-        raise BuildError(f"--conv-impl onednn is unavailable here: {reason()}")
+        raise BuildError(f"the native CPU kernels (oneDNN convolutions, fused BatchNorm) are unavailable "
+                         f"here: {reason()}")
 
 
 def _attributes(padding) -> dict:
@@ -189,6 +202,6 @@ conv.defvjp(_conv_fwd, _conv_bwd)
 
 if __name__ == "__main__":  # python -m jaxresnet.onednn: build now (scripts/setup.sh does)
     try:
-        print(f"oneDNN convolutions: {build()}")
+        print(f"native CPU kernels (oneDNN convolutions, fused BatchNorm): {build()}")
     except (BuildError, OSError) as e:  # OSError: an unwritable cache, a CXX that does not exist
-        print(f"oneDNN convolutions unavailable, XLA's will be used: {e}".splitlines()[0])
+        print(f"native CPU kernels unavailable, XLA's will be used: {e}".splitlines()[0])

@@ -35,13 +35,13 @@ class RunResult:
 
 
 @functools.lru_cache(maxsize=8)
-def _model(arch, dtype, init, conv_impl):
-    return ARCHS[arch](num_classes=10, dtype=dtype, weight_init=init, conv_impl=conv_impl)
+def _model(arch, dtype, init, conv_impl, norm_impl):
+    return ARCHS[arch](num_classes=10, dtype=dtype, weight_init=init, conv_impl=conv_impl, norm_impl=norm_impl)
 
 
 def build_model(config: TrainConfig):
     """The network of a config; the same object for the same network, so jitted steps are reused."""
-    return _model(config.arch, compute_dtype(config), config.init, config.conv_impl)
+    return _model(config.arch, compute_dtype(config), config.init, config.conv_impl, config.norm_impl)
 
 
 def compute_dtype(config: TrainConfig):

@@ -83,9 +83,10 @@ def test_a_failed_build_names_the_cause_and_auto_falls_back_to_xla(tmp_path):
     code = (
         "import jax, jax.numpy as jnp\n"
         "from jaxresnet import onednn\n"
-        "from jaxresnet.layers import resolve_conv_impl\n"
+        "from jaxresnet.layers import resolve_conv_impl, resolve_norm_impl\n"
         "print(onednn.available(), '|', onednn.reason().splitlines()[0])\n"
-        "print(resolve_conv_impl('auto', (32, 33, 33, 64), (3, 3), (1, 1), ((1, 1), (1, 1))))\n"
+        "print(resolve_conv_impl('auto', (32, 33, 33, 64), (3, 3), (1, 1), ((1, 1), (1, 1))),\n"
+        "      resolve_norm_impl('auto', (32, 33, 33, 64)))\n"
     )
     env = {"CXX": "/bin/false", "JAXRESNET_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin",
            "JAX_PLATFORMS": "cpu"}
@@ -93,10 +94,10 @@ def test_a_failed_build_names_the_cause_and_auto_falls_back_to_xla(tmp_path):
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.strip().splitlines()[-2:]
     if ONEDNN_PLATFORM:
-        assert first == "False | compiling onednn_conv.cc failed:"
+        assert first == "False | compiling onednn_conv.cc batchnorm.cc failed:"
     else:
         assert first.startswith("False | ")
-    assert second == "xla"
+    assert second == "xla xla"
 
 
 def test_asking_for_onednn_where_it_cannot_build_is_one_line_exit_2(run_script, monkeypatch, tmp_path):
@@ -112,7 +113,9 @@ def test_asking_for_onednn_where_it_cannot_build_is_one_line_exit_2(run_script, 
 
 def test_auto_without_onednn_warns_and_other_choices_say_nothing(monkeypatch):
     monkeypatch.setattr(onednn, "_load", lambda: (False, "no C++ compiler (g++) found"))
-    assert onednn.check("auto") == (
-        None, "oneDNN convolutions unavailable (no C++ compiler (g++) found); using XLA's, which are slower on CPU")
+    warning = "native CPU kernels unavailable (no C++ compiler (g++) found); using XLA's, which are slower on CPU"
+    assert onednn.check("auto") == (None, warning)
+    assert onednn.check("xla", "auto") == (None, warning)
     assert onednn.check("onednn") == ("--conv-impl onednn is unavailable here: no C++ compiler (g++) found", None)
-    assert onednn.check("xla") == (None, None)
+    assert onednn.check("xla", "fused") == ("--norm-impl fused is unavailable here: no C++ compiler (g++) found", None)
+    assert onednn.check("xla", "xla") == (None, None)
