@@ -78,8 +78,8 @@ def build(force: bool = False) -> Path:
     root = _onednn_root()
     command = _compile_command(root, Path("OUT"))
     key = hashlib.sha256()
-    for source in SOURCES:
-        key.update(source.read_bytes())
+    for source in sorted(SOURCES[0].parent.iterdir()):  # the sources and the headers they include
+        key.update(source.name.encode() + source.read_bytes())
     key.update(importlib.metadata.version("jaxlib").encode())
     key.update(" ".join(command).encode())
     for so in sorted(root.glob("lib/libdnnl.so*")):

@@ -41,9 +41,24 @@ def test_train_step_gflop_counts_the_convolutions_the_custom_calls_hide():
 def test_run_times_the_compiled_step_and_fills_every_figure():
     from jaxresnet.benchmark import as_json, run
 
-    r = run("resnet18", resize=16, batch_size=4, steps=2, reps=2, torch_too=False, log=lambda s: None)
-    assert len(r.samples["jax_train"]) == len(r.samples["jax_eval"]) == 2
+    r = run("resnet18", resize=16, batch_size=4, steps=2, reps=2, torch_too=False, log=lambda s: None, warmup=1)
+    assert len(r.samples["jax_train"]) == len(r.samples["jax_eval"]) == 2 and r.warmup_steps == 1
     assert r.jax_train_images_per_s > 0 and r.jax_eval_images_per_s > 0 and r.jax_compile_s > 0
     assert r.jax_train_gflop_per_step == train_step_gflop("resnet18", 16, 4, jnp.float32)
     assert abs(r.jax_train_gflops_per_s - r.jax_train_gflop_per_step * r.jax_train_images_per_s / 4) < 1e-9
     assert r.torch_train_images_per_s is None and as_json(r)["train_ratio"] is None
+
+
+def test_torch_repetitions_run_their_warm_up_steps_untimed():
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from jaxresnet.benchmark import _torch_fns
+
+    calls = []
+    train, _, _ = _torch_fns("resnet34", 16, 2, "float32", steps=2, warmup=3)
+    hook = register_optimizer_step_post_hook(lambda *a: calls.append(1))
+    try:
+        assert train() > 0
+    finally:
+        hook.remove()
+    assert len(calls) == 3 + 2

@@ -18,6 +18,7 @@
 
 #include <omp.h>
 
+#include "huge_pages.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -186,6 +187,7 @@ ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> scale,
     mul[k] = static_cast<float>(scale.typed_data()[k] / std::sqrt(v + eps));
   }
   float* yd = y->typed_data();
+  jaxresnet::AdviseHugePages(yd, y->size_bytes());
   const float* bd = bias.typed_data();
   ParallelRows(rows, [&](int64_t b, int64_t e) {
     NormalizeRows(xd, rd, yd, b, e, c, mean.data(), mul.data(), bd, relu);
@@ -222,6 +224,8 @@ ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> y,
     bcoef[i] = static_cast<float>(q[i] / rows * invstd * invstd);
   }
   float* dxd = dx->typed_data();
+  jaxresnet::AdviseHugePages(dxd, dx->size_bytes());
+  if (dresd) jaxresnet::AdviseHugePages(dresd, dres->size_bytes());
   ParallelRows(rows, [&](int64_t b, int64_t e) {
     GradRows(dyd, yd, xd, dxd, dresd, b, e, c, md, k.data(), a.data(), bcoef.data());
   });

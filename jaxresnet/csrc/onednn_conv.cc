@@ -15,6 +15,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "huge_pages.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
@@ -146,7 +147,9 @@ ffi::Error Checked(const std::function<void()>& body) {
 }
 
 // Runs `plan` on (a, b) -> out: inputs reordered in, the output reordered back.
-void Run(const Plan& plan, int arg_a, void* a, int arg_b, void* b, int arg_out, void* out) {
+void Run(const Plan& plan, int arg_a, void* a, int arg_b, void* b, int arg_out, void* out,
+         size_t out_bytes) {
+  jaxresnet::AdviseHugePages(out, out_bytes);
   memory ma = plan.a.In(a), mb = plan.b.In(b), mo = plan.out.Scratch(out);
   plan.primitive.execute(Stream(), {{arg_a, ma}, {arg_b, mb}, {arg_out, mo}});
   plan.out.Out(mo, out);
@@ -171,7 +174,7 @@ ffi::Error ConvForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w,
       return p;
     });
     Run(*plan, DNNL_ARG_SRC, x.untyped_data(), DNNL_ARG_WEIGHTS, w.untyped_data(),
-        DNNL_ARG_DST, y->untyped_data());
+        DNNL_ARG_DST, y->untyped_data(), y->size_bytes());
   });
 }
 
@@ -196,7 +199,7 @@ ffi::Error ConvBackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer w,
       return p;
     });
     Run(*plan, DNNL_ARG_DIFF_DST, dy.untyped_data(), DNNL_ARG_WEIGHTS, w.untyped_data(),
-        DNNL_ARG_DIFF_SRC, dx->untyped_data());
+        DNNL_ARG_DIFF_SRC, dx->untyped_data(), dx->size_bytes());
   });
 }
 
@@ -221,7 +224,7 @@ ffi::Error ConvBackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy,
       return p;
     });
     Run(*plan, DNNL_ARG_SRC, x.untyped_data(), DNNL_ARG_DIFF_DST, dy.untyped_data(),
-        DNNL_ARG_DIFF_WEIGHTS, dw->untyped_data());
+        DNNL_ARG_DIFF_WEIGHTS, dw->untyped_data(), dw->size_bytes());
   });
 }
 
