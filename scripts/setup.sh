@@ -18,5 +18,6 @@ fi
 if [ "${JAXRESNET_GPU:-0}" = "1" ]; then
   pip install "jax[cuda12]"
 fi
-# Compile the oneDNN convolutions now rather than on the first training step (a few seconds).
+# Compile the native CPU kernels (oneDNN convolutions, fused BatchNorm) now rather than on the
+# first training step (a few seconds).
 .venv/bin/python -m jaxresnet.onednn
