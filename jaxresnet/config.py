@@ -57,6 +57,8 @@ class TrainConfig:
         _one_of("--init", self.init, INITS)
         _one_of("--conv-impl", self.conv_impl, CONV_IMPLS)
         _one_of("--norm-impl", self.norm_impl, NORM_IMPLS)
+        if self.norm_impl == "fused" and self.dtype != "float32":
+            raise ConfigError(f"--norm-impl fused is float32 only; use --norm-impl auto or xla with --dtype {self.dtype}")
         return self
 
     def to_dict(self) -> dict:

@@ -86,9 +86,11 @@ def resolve_norm_impl(impl: str, shape, in_dtype=jnp.float32, dtype=jnp.float32,
     """The BatchNorm formulation `impl` means for a training-mode layer on this input."""
     if impl not in NORM_IMPLS:
         raise ValueError(f"norm impl must be one of {NORM_IMPLS}, got {impl!r}")
+    dtypes = {jnp.dtype(in_dtype), jnp.dtype(dtype)} | ({jnp.dtype(residual.dtype)} if residual is not None else set())
+    if impl == "fused" and dtypes != {jnp.dtype(jnp.float32)}:
+        raise ValueError(f"norm impl 'fused' is float32 only, got {sorted(str(d) for d in dtypes)}")
     if impl != "auto":
         return impl
-    dtypes = {jnp.dtype(in_dtype), jnp.dtype(dtype)} | ({jnp.dtype(residual.dtype)} if residual is not None else set())
     if jax.default_backend() != "cpu" or dtypes != {jnp.dtype(jnp.float32)}:
         return "xla"
     # Like the oneDNN convolution, the custom call has no partitioning rule: one device only.

@@ -70,6 +70,7 @@ def test_evaluate_scores_a_checkpoint(cli_run, run_script, data_dir):
     (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
     (["--lr", "-1"], "--lr must be positive"),
     (["--resume"], "--resume needs --workdir"),
+    (["--norm-impl", "fused", "--dtype", "bfloat16"], "--norm-impl fused is float32 only"),
 ])
 def test_bad_flags_exit_2_with_one_line(run_script, args, message):
     proc = run_script("train.py", *args)

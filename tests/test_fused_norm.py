@@ -85,6 +85,8 @@ def test_auto_fuses_float32_training_on_one_cpu_device_only():
     assert resolve_norm_impl("xla", (32, 33, 33, 64)) == "xla"
     with pytest.raises(ValueError, match="norm impl must be one of"):
         resolve_norm_impl("cudnn", (32, 33, 33, 64))
+    with pytest.raises(ValueError, match="float32 only"):
+        resolve_norm_impl("fused", (32, 33, 33, 64), jnp.bfloat16, jnp.bfloat16)
 
 
 @needs_onednn
