@@ -57,8 +57,8 @@ class TrainConfig:
         _one_of("--init", self.init, INITS)
         _one_of("--conv-impl", self.conv_impl, CONV_IMPLS)
         _one_of("--norm-impl", self.norm_impl, NORM_IMPLS)
-        if self.norm_impl == "fused" and self.dtype != "float32":
-            raise ConfigError(f"--norm-impl fused is float32 only; use --norm-impl auto or xla with --dtype {self.dtype}")
+        if error := norm_impl_dtype_error(self.norm_impl, self.dtype):
+            raise ConfigError(error)
         return self
 
     def to_dict(self) -> dict:
@@ -90,6 +90,13 @@ def resume_mismatch(saved: TrainConfig, now: TrainConfig) -> str | None:
         if a != b:
             return (f"{flag(f.name)} is {b!r} but the run being resumed used {a!r}; "
                     f"only {', '.join(flag(n) for n in RESUMABLE_CHANGES)} may change on resume")
+    return None
+
+
+def norm_impl_dtype_error(norm_impl: str, dtype: str) -> str | None:
+    """The fused BatchNorm kernel is float32 only: say so rather than fail inside a custom call."""
+    if norm_impl == "fused" and dtype != "float32":
+        return f"--norm-impl fused is float32 only; use --norm-impl auto or xla with --dtype {dtype}"
     return None
 
 

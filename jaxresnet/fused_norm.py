@@ -16,6 +16,7 @@ import numpy as np
 
 from jaxresnet import onednn
 
+
 def supports(shape, dtype) -> bool:
     return len(shape) >= 2 and jnp.dtype(dtype) == jnp.float32 and shape[-1] > 0
 

@@ -211,8 +211,10 @@ def benchmark_main(argv: list[str]) -> int:
             p.error(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
     if args.warmup < 0:
         p.error(f"--warmup is too small: {args.warmup}")
-    if args.norm_impl == "fused" and args.dtype != "float32":
-        p.error(f"--norm-impl fused is float32 only; use --norm-impl auto or xla with --dtype {args.dtype}")
+    from jaxresnet.config import norm_impl_dtype_error
+
+    if error := norm_impl_dtype_error(args.norm_impl, args.dtype):
+        p.error(error)
     if args.torch and args.arch == "resnet50":
         p.error("the torch reference has no resnet50; use --no-torch")
     from jaxresnet.benchmark import as_json, format_result, run
