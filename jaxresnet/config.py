@@ -5,7 +5,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from jaxresnet.layers import CONV_IMPLS, INITS, NORM_IMPLS
+from jaxresnet.models.layers import CONV_IMPLS, INITS, NORM_IMPLS
 from jaxresnet.models import ARCHS
 
 DTYPES = ("float32", "bfloat16")

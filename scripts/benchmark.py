@@ -7,12 +7,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxresnet.huge_pages import restart_with_huge_pages  # noqa: E402
+from jaxresnet.native.huge_pages import restart_with_huge_pages  # noqa: E402
 
 if __name__ == "__main__":
     restart_with_huge_pages()  # first: the restart costs nothing before the heavy imports
 
-from jaxresnet.main import benchmark_main  # noqa: E402
+from jaxresnet.cli.benchmark import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(benchmark_main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

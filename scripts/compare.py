@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxresnet.main import compare_main  # noqa: E402
+from jaxresnet.cli.compare import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(compare_main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxresnet.main import evaluate_main  # noqa: E402
+from jaxresnet.cli.evaluate import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(evaluate_main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

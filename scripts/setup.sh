@@ -20,4 +20,4 @@ if [ "${JAXRESNET_GPU:-0}" = "1" ]; then
 fi
 # Compile the native CPU kernels (oneDNN convolutions, fused BatchNorm) now rather than on the
 # first training step (a few seconds).
-.venv/bin/python -m jaxresnet.onednn
+.venv/bin/python -m jaxresnet.native

@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxresnet.main import train_torch_main  # noqa: E402
+from jaxresnet.cli.train_torch import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(train_torch_main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

@@ -46,6 +46,6 @@ def run_script(xla_cache):
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache(xla_cache):
     """In-process runs share the subprocesses' compilation cache."""
-    from jaxresnet.xla_cache import enable_compilation_cache
+    from jaxresnet.training.compile_cache import enable_compilation_cache
 
     enable_compilation_cache(xla_cache)

@@ -1,6 +1,6 @@
 import jax.numpy as jnp
 
-from jaxresnet.benchmark import train_step_gflop
+from jaxresnet.tools.benchmark import train_step_gflop
 
 
 def _taps(size, kernel, stride, pad):
@@ -39,7 +39,7 @@ def test_train_step_gflop_counts_the_convolutions_the_custom_calls_hide():
 
 
 def test_run_times_the_compiled_step_and_fills_every_figure():
-    from jaxresnet.benchmark import as_json, run
+    from jaxresnet.tools.benchmark import as_json, run
 
     r = run("resnet18", resize=16, batch_size=4, steps=2, reps=2, torch_too=False, log=lambda s: None, warmup=1)
     assert len(r.samples["jax_train"]) == len(r.samples["jax_eval"]) == 2 and r.warmup_steps == 1
@@ -52,7 +52,7 @@ def test_run_times_the_compiled_step_and_fills_every_figure():
 def test_torch_repetitions_run_their_warm_up_steps_untimed():
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    from jaxresnet.benchmark import _torch_fns
+    from jaxresnet.tools.benchmark import _torch_fns
 
     calls = []
     train, _, _ = _torch_fns("resnet34", 16, 2, "float32", steps=2, warmup=3)

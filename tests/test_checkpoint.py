@@ -11,10 +11,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxresnet.checkpoint import CheckpointError, CheckpointStore
+from jaxresnet.training.checkpoint import CheckpointError, CheckpointStore
 from jaxresnet.config import ConfigError, TrainConfig
-from jaxresnet.run import build_model, seed_keys, train_run
-from jaxresnet.train import create_train_state
+from jaxresnet.training.run import build_model, seed_keys, train_run
+from jaxresnet.training.state import create_train_state
 
 from conftest import ROOT
 

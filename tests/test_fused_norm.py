@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxresnet import fused_norm, onednn
-from jaxresnet.layers import BatchNorm, resolve_norm_impl
+from jaxresnet.native import build as onednn, fused_norm
+from jaxresnet.models.layers import BatchNorm, resolve_norm_impl
 from tests.test_onednn import needs_onednn
 
 

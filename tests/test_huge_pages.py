@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from jaxresnet import huge_pages
+from jaxresnet.native import huge_pages
 
 MADVISE = "always [madvise] never\n"
 
@@ -22,7 +22,7 @@ def test_restart_is_wanted_only_where_it_changes_something():
 
 PROGRAM = (
     "import os, sys\n"
-    "from jaxresnet.huge_pages import restart_with_huge_pages\n"
+    "from jaxresnet.native.huge_pages import restart_with_huge_pages\n"
     "restart_with_huge_pages()\n"
     "print(os.environ.get('GLIBC_TUNABLES'), sys.argv[1:])\n"
 )

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxresnet.layers import Conv
+from jaxresnet.models.layers import Conv
 
 
 @pytest.mark.parametrize("shape, kernel, stride, pad, features", [
@@ -34,8 +34,8 @@ def test_matmul_convs_match_xla_conv_and_its_gradients(shape, kernel, stride, pa
 
 
 def test_without_onednn_auto_picks_matmul_forms_on_cpu_for_small_maps(monkeypatch):
-    from jaxresnet import onednn
-    from jaxresnet.layers import resolve_conv_impl
+    from jaxresnet.native import build as onednn
+    from jaxresnet.models.layers import resolve_conv_impl
 
     monkeypatch.setattr(onednn, "available", lambda: False)
 

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxresnet import onednn
-from jaxresnet.layers import Conv, resolve_conv_impl
+from jaxresnet.native import build as onednn, onednn_conv
+from jaxresnet.models.layers import Conv, resolve_conv_impl
 
 # Where the oneDNN wheels exist, the custom calls must build: a skip there would hide a regression.
 ONEDNN_PLATFORM = sys.platform == "linux" and platform.machine() == "x86_64"
@@ -50,7 +50,7 @@ def test_onednn_conv_matches_xla_conv_and_its_gradients(shape, kernel, stride, p
 def test_onednn_bfloat16_conv_is_the_float32_conv_to_bfloat16_rounding():
     x = jax.random.normal(jax.random.key(0), (8, 9, 9, 32))
     w = jax.random.normal(jax.random.key(1), (3, 3, 32, 64)) / 17
-    conv = lambda x, w: onednn.conv(x, w, (1, 1), ((1, 1), (1, 1)))
+    conv = lambda x, w: onednn_conv.conv(x, w, (1, 1), ((1, 1), (1, 1)))
     exact = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
     y = jax.jit(conv)(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
@@ -82,8 +82,8 @@ def test_a_failed_build_names_the_cause_and_auto_falls_back_to_xla(tmp_path):
     # A fresh process: availability is decided once per process.
     code = (
         "import jax, jax.numpy as jnp\n"
-        "from jaxresnet import onednn\n"
-        "from jaxresnet.layers import resolve_conv_impl, resolve_norm_impl\n"
+        "from jaxresnet.native import build as onednn\n"
+        "from jaxresnet.models.layers import resolve_conv_impl, resolve_norm_impl\n"
         "print(onednn.available(), '|', onednn.reason().splitlines()[0])\n"
         "print(resolve_conv_impl('auto', (32, 33, 33, 64), (3, 3), (1, 1), ((1, 1), (1, 1))),\n"
         "      resolve_norm_impl('auto', (32, 33, 33, 64)))\n"

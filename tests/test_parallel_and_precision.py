@@ -10,7 +10,8 @@ import numpy as np
 
 from jaxresnet.data import balanced_subset
 from jaxresnet.models import ResNet18
-from jaxresnet.train import DeviceData, create_train_state, train_epoch
+from jaxresnet.training.loop import DeviceData, train_epoch
+from jaxresnet.training.state import create_train_state
 
 from conftest import ROOT
 
@@ -18,7 +19,9 @@ TWO_DEVICES = textwrap.dedent("""
     import jax, numpy as np
     from jaxresnet.data import Split
     from jaxresnet.models import ResNet18
-    from jaxresnet.train import DeviceData, create_train_state, data_mesh, predict, replicate, train_epoch
+    from jaxresnet.training.loop import DeviceData, predict, train_epoch
+    from jaxresnet.training.parallel import data_mesh, replicate
+    from jaxresnet.training.state import create_train_state
 
     assert jax.device_count() == 2, jax.devices()
     rng = np.random.default_rng(0)

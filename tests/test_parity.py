@@ -8,11 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jaxresnet.convert import flax_to_torch, torch_to_flax
+from jaxresnet.pytorch.convert import flax_to_torch, torch_to_flax
 from jaxresnet.data import balanced_subset
 from jaxresnet.models import ResNet34
-from jaxresnet.torch_reference import TorchResNet34, torch_preprocess
-from jaxresnet.train import create_train_state, train_step, zero_metrics
+from jaxresnet.pytorch.reference import TorchResNet34, torch_preprocess
+from jaxresnet.training.loop import train_step, zero_metrics
+from jaxresnet.training.state import create_train_state
 
 torch.manual_seed(0)
 

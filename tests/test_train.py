@@ -4,8 +4,8 @@ import pytest
 
 from jaxresnet.data import Split, balanced_subset
 from jaxresnet.models import ResNet18, ResNet34
-from jaxresnet.train import (DeviceData, NonFiniteLoss, create_train_state, epoch_permutation, predict,
-                             train_epoch)
+from jaxresnet.training.loop import DeviceData, NonFiniteLoss, epoch_permutation, predict, train_epoch
+from jaxresnet.training.state import create_train_state
 
 
 def test_overfits_a_few_dozen_real_images(cifar):
@@ -54,7 +54,7 @@ def test_non_finite_loss_stops_with_epoch_and_step():
 def test_progress_bar_shows_step_rate_and_eta():
     import io
 
-    from jaxresnet.progress import Progress
+    from jaxresnet.training.progress import Progress
 
     rng = np.random.default_rng(0)
     data = DeviceData.put(Split(rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8),
@@ -73,8 +73,8 @@ def test_progress_bar_shows_step_rate_and_eta():
 
 def test_torch_baseline_sees_the_same_batches():
     """train_torch.py visits the examples in the JAX run's order, epoch by epoch, for a seed."""
-    from jaxresnet.run import seed_keys
-    from jaxresnet.torch_train import epoch_order
+    from jaxresnet.training.run import seed_keys
+    from jaxresnet.pytorch.train import epoch_order
 
     for epoch in (1, 2):
         np.testing.assert_array_equal(epoch_order(7, epoch, 50),

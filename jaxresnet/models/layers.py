@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 import numpy as np
 
-from jaxresnet import fused_norm, onednn
+from jaxresnet import native
 
 Array = jax.Array
 
@@ -30,7 +30,7 @@ class BatchNorm(nn.Module):
     global batch, which under `jax.jit` with a batch-sharded input is the global batch.
 
     `impl`: "xla" writes it in jax.numpy; "fused" runs normalisation, add and ReLU (and their
-    gradients) as two C++ passes each way (`jaxresnet.fused_norm`); "auto" picks fused when
+    gradients) as two C++ passes each way (`jaxresnet.native.fused_norm`); "auto" picks fused when
     training in float32 on a single CPU device where the native library builds, else xla.
     """
 
@@ -52,7 +52,7 @@ class BatchNorm(nn.Module):
         dtype = self.dtype or x.dtype
         if not self.use_running_average and not self.is_initializing() and resolve_norm_impl(
                 self.impl, x.shape, x.dtype, dtype, residual) == "fused":
-            y, mean, var = fused_norm.batch_norm(x, scale, bias, residual, relu, self.epsilon)
+            y, mean, var = native.batch_norm(x, scale, bias, residual, relu, self.epsilon)
             self._update_running(ra_mean, ra_var, mean, var, x.shape)
             return y
         axes = tuple(range(x.ndim - 1))
@@ -94,7 +94,7 @@ def resolve_norm_impl(impl: str, shape, in_dtype=jnp.float32, dtype=jnp.float32,
     if jax.default_backend() != "cpu" or dtypes != {jnp.dtype(jnp.float32)}:
         return "xla"
     # Like the oneDNN convolution, the custom call has no partitioning rule: one device only.
-    if jax.device_count() == 1 and fused_norm.supports(shape, in_dtype) and onednn.available():
+    if jax.device_count() == 1 and native.norm_supports(shape, in_dtype) and native.available():
         return "fused"
     return "xla"
 
@@ -168,7 +168,7 @@ class Conv(nn.Module):
 
     impl="xla" lowers to XLA's convolution. impl="onednn" calls oneDNN (torch's CPU convolution
     library) through an XLA custom call, about twice XLA:CPU's speed on this model's 3x3 layers
-    (`jaxresnet.onednn`). impl="im2col" gathers patches by slicing and does one matmul: XLA:CPU
+    (`jaxresnet.native.onednn_conv`). impl="im2col" gathers patches by slicing and does one matmul: XLA:CPU
     runs 3x3 kernels on 2x2 maps an order of magnitude faster that way (843 ms vs 26 ms).
     impl="dense" is one matmul with the layer's Toeplitz matrix, least work on maps smaller than
     the kernel. impl="auto" picks, on CPU, dense for maps smaller than the kernel, oneDNN where it
@@ -203,7 +203,7 @@ class Conv(nn.Module):
         elif impl == "dense":
             y = _dense_conv(x, kernel, self.strides, self.padding)
         elif impl == "onednn":
-            y = onednn.conv(x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding))
+            y = native.conv(x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding))
         else:
             y = jax.lax.conv_general_dilated(
                 x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding),
@@ -272,8 +272,8 @@ def resolve_conv_impl(impl: str, in_shape, kernel_size, strides, padding, dtype=
         return "dense"  # beats oneDNN too: 183 against 173 img/s at --resize 32
     # oneDNN's custom call has no partitioning rule; under a multi-device CPU mesh (a test setup)
     # XLA would gather every batch onto each device, so the XLA-native forms are used there.
-    if jax.device_count() == 1 and onednn.supports(in_shape, kernel_size, strides, padding, dtype) \
-            and onednn.available():
+    if jax.device_count() == 1 and native.conv_supports(in_shape, kernel_size, strides, padding, dtype) \
+            and native.available():
         return "onednn"
     if (kh, kw) == (1, 1):
         return "im2col"  # a strided slice and a matmul: never slower

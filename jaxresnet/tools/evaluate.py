@@ -8,8 +8,8 @@ import numpy as np
 
 from jaxresnet.data import CLASS_NAMES, NUM_CLASSES, load_test_subset
 from jaxresnet.plots import plot_confusion
-from jaxresnet.run import compute_dtype, load_checkpoint
-from jaxresnet.train import DeviceData, predict
+from jaxresnet.training.loop import DeviceData, predict
+from jaxresnet.training.run import compute_dtype, load_checkpoint
 
 
 @dataclass

@@ -28,7 +28,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from jaxresnet.config import TrainConfig
-from jaxresnet.train import TrainState
+from jaxresnet.training.state import TrainState
 
 
 class CheckpointError(RuntimeError):

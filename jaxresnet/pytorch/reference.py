@@ -1,7 +1,7 @@
 """The reference PyTorch network, with exactly the module names of its printout.
 
 A state_dict saved from the reference code loads into `TorchResNet34()` with `strict=True`, and
-`jaxresnet.convert` maps it onto the flax model. torch is an optional extra: importing `jaxresnet`
+`jaxresnet.pytorch.convert` maps it onto the flax model. torch is an optional extra: importing `jaxresnet`
 never imports this module.
 
     TorchResNet34(

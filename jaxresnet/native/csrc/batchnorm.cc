@@ -164,15 +164,11 @@ ffi::Error Shapes(ffi::Buffer<ffi::F32>& x, int64_t& rows, int64_t& c) {
   return ffi::Error::Success();
 }
 
-// Inputs: x, scale, bias, residual (empty when none). Outputs: y, mean, var (biased).
-ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> scale,
-                       ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> residual,
-                       ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> mean_out,
-                       ffi::ResultBuffer<ffi::F32> var_out, float eps, bool relu) {
-  int64_t rows, c;
-  if (auto e = Shapes(x, rows, c); e.failure()) return e;
-  const float* xd = x.typed_data();
-  const float* rd = residual.element_count() ? residual.typed_data() : nullptr;
+// The kernels on plain pointers (the FFI handlers below unwrap their buffers into these; the
+// benchmark in scripts/bench_batchnorm.py calls them directly). x, y, residual: (rows, c).
+// residual may be null; mean/var (biased) are written for the caller's running statistics.
+void BatchNormForward(const float* xd, const float* scale, const float* bd, const float* rd, float* yd,
+                      float* mean_out, float* var_out, int64_t rows, int64_t c, float eps, bool relu) {
   std::vector<double> s, q;
   ParallelSums(rows, c, s, q, [&](int64_t b, int64_t e, double* ps, double* pq) {
     SumsForward(xd, b, e, c, ps, pq);
@@ -182,16 +178,49 @@ ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> scale,
     double m = s[k] / rows;
     double v = std::max(q[k] / rows - m * m, 0.0);
     mean[k] = static_cast<float>(m);
-    mean_out->typed_data()[k] = mean[k];
-    var_out->typed_data()[k] = static_cast<float>(v);
-    mul[k] = static_cast<float>(scale.typed_data()[k] / std::sqrt(v + eps));
+    mean_out[k] = mean[k];
+    var_out[k] = static_cast<float>(v);
+    mul[k] = static_cast<float>(scale[k] / std::sqrt(v + eps));
   }
-  float* yd = y->typed_data();
-  jaxresnet::AdviseHugePages(yd, y->size_bytes());
-  const float* bd = bias.typed_data();
   ParallelRows(rows, [&](int64_t b, int64_t e) {
     NormalizeRows(xd, rd, yd, b, e, c, mean.data(), mul.data(), bd, relu);
   });
+}
+
+// From dy, y (null when there was no ReLU) and x: dx, dscale, dbias and dres (null when there was
+// no residual).
+void BatchNormBackward(const float* dyd, const float* yd, const float* xd, const float* md,
+                       const float* var, const float* scale, float* dxd, float* dscale, float* dbias,
+                       float* dresd, int64_t rows, int64_t c, float eps) {
+  std::vector<double> s, q;
+  ParallelSums(rows, c, s, q, [&](int64_t b, int64_t e, double* ps, double* pq) {
+    SumsBackward(dyd, yd, xd, b, e, c, md, ps, pq);
+  });
+  std::vector<float> k(c), a(c), bcoef(c);
+  for (int64_t i = 0; i < c; ++i) {
+    double invstd = 1.0 / std::sqrt(static_cast<double>(var[i]) + eps);
+    dbias[i] = static_cast<float>(s[i]);
+    dscale[i] = static_cast<float>(q[i] * invstd);
+    k[i] = static_cast<float>(scale[i] * invstd);
+    a[i] = static_cast<float>(s[i] / rows);
+    bcoef[i] = static_cast<float>(q[i] / rows * invstd * invstd);
+  }
+  ParallelRows(rows, [&](int64_t b, int64_t e) {
+    GradRows(dyd, yd, xd, dxd, dresd, b, e, c, md, k.data(), a.data(), bcoef.data());
+  });
+}
+
+// Inputs: x, scale, bias, residual (empty when none). Outputs: y, mean, var (biased).
+ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> scale,
+                       ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> residual,
+                       ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> mean_out,
+                       ffi::ResultBuffer<ffi::F32> var_out, float eps, bool relu) {
+  int64_t rows, c;
+  if (auto e = Shapes(x, rows, c); e.failure()) return e;
+  jaxresnet::AdviseHugePages(y->typed_data(), y->size_bytes());
+  BatchNormForward(x.typed_data(), scale.typed_data(), bias.typed_data(),
+                   residual.element_count() ? residual.typed_data() : nullptr, y->typed_data(),
+                   mean_out->typed_data(), var_out->typed_data(), rows, c, eps, relu);
   return ffi::Error::Success();
 }
 
@@ -205,30 +234,12 @@ ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> y,
                         float eps) {
   int64_t rows, c;
   if (auto e = Shapes(x, rows, c); e.failure()) return e;
-  const float* dyd = dy.typed_data();
-  const float* yd = y.element_count() ? y.typed_data() : nullptr;
-  const float* xd = x.typed_data();
-  const float* md = mean.typed_data();
   float* dresd = dres->element_count() ? dres->typed_data() : nullptr;
-  std::vector<double> s, q;
-  ParallelSums(rows, c, s, q, [&](int64_t b, int64_t e, double* ps, double* pq) {
-    SumsBackward(dyd, yd, xd, b, e, c, md, ps, pq);
-  });
-  std::vector<float> k(c), a(c), bcoef(c);
-  for (int64_t i = 0; i < c; ++i) {
-    double invstd = 1.0 / std::sqrt(static_cast<double>(var.typed_data()[i]) + eps);
-    dbias->typed_data()[i] = static_cast<float>(s[i]);
-    dscale->typed_data()[i] = static_cast<float>(q[i] * invstd);
-    k[i] = static_cast<float>(scale.typed_data()[i] * invstd);
-    a[i] = static_cast<float>(s[i] / rows);
-    bcoef[i] = static_cast<float>(q[i] / rows * invstd * invstd);
-  }
-  float* dxd = dx->typed_data();
-  jaxresnet::AdviseHugePages(dxd, dx->size_bytes());
+  jaxresnet::AdviseHugePages(dx->typed_data(), dx->size_bytes());
   if (dresd) jaxresnet::AdviseHugePages(dresd, dres->size_bytes());
-  ParallelRows(rows, [&](int64_t b, int64_t e) {
-    GradRows(dyd, yd, xd, dxd, dresd, b, e, c, md, k.data(), a.data(), bcoef.data());
-  });
+  BatchNormBackward(dy.typed_data(), y.element_count() ? y.typed_data() : nullptr, x.typed_data(),
+                    mean.typed_data(), var.typed_data(), scale.typed_data(), dx->typed_data(),
+                    dscale->typed_data(), dbias->typed_data(), dresd, rows, c, eps);
   return ffi::Error::Success();
 }
 

@@ -1,6 +1,6 @@
 """The PyTorch baseline: the reference network trained on the same subset, in the same batch order.
 
-Same data (`jaxresnet.data.load_subsets`), same per-epoch order (`jaxresnet.train.epoch_permutation`),
+Same data (`jaxresnet.data.load_subsets`), same per-epoch order (`jaxresnet.training.loop.epoch_permutation`),
 same bilinear resize and normalisation, same SGD, same printed lines and metrics.json: a JAX run and a
 torch run with the same flags are directly comparable (`scripts/compare.py`). Initialisation is
 torch's own default (what `--init torch` reproduces in distribution, not draw for draw).
@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from jaxresnet.config import ConfigError, TrainConfig
 from jaxresnet.data import load_subsets
-from jaxresnet.run import RunResult, epoch_record, print_epoch, seed_keys, write_config, write_outputs
-from jaxresnet.torch_reference import TORCH_ARCHS, torch_preprocess
-from jaxresnet.train import accuracy_percent, epoch_permutation
+from jaxresnet.pytorch.reference import TORCH_ARCHS, torch_preprocess
+from jaxresnet.training.loop import accuracy_percent, epoch_permutation
+from jaxresnet.training.run import RunResult, epoch_record, print_epoch, seed_keys, write_config, write_outputs
 
 
 def check_torch_config(config: TrainConfig) -> None:

@@ -1,4 +1,4 @@
-"""Weights between the PyTorch reference (`jaxresnet.torch_reference`) and the flax model.
+"""Weights between the PyTorch reference (`jaxresnet.pytorch.reference`) and the flax model.
 
     variables = torch_to_flax(torch_model.state_dict())
     logits = ResNet34(num_classes=10).apply(variables, x_nhwc, train=False)
@@ -8,8 +8,8 @@ Layouts: torch conv weights are OIHW, flax kernels HWIO (transpose 2,3,1,0); Lin
 (out, in), flax Dense kernels (in, out). BatchNorm: weight/bias -> scale/bias (params),
 running_mean/running_var -> mean/var (batch_stats). torch's `num_batches_tracked` has no flax
 counterpart: `flax_to_torch` writes the `num_batches_tracked` it is given (default 0).
-Works on any basic-block ResNet with the reference's layout (ResNet18, ResNet34). Needs no torch:
-values may be torch tensors or numpy arrays.
+Works on any basic-block ResNet with the reference's layout (ResNet18, ResNet34). The code itself
+calls no torch: values may be torch tensors or numpy arrays.
 """
 from __future__ import annotations
 

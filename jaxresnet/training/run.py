@@ -15,14 +15,15 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from jaxresnet.checkpoint import CheckpointStore
 from jaxresnet.config import ConfigError, TrainConfig, resume_mismatch
 from jaxresnet.data import load_subsets
 from jaxresnet.models import ARCHS
 from jaxresnet.plots import plot_accuracy
-from jaxresnet.progress import Progress
-from jaxresnet.train import (DeviceData, accuracy_percent, create_train_state, data_mesh, predict, replicate,
-                             train_epoch)
+from jaxresnet.training.checkpoint import CheckpointError, CheckpointStore
+from jaxresnet.training.loop import DeviceData, accuracy_percent, predict, train_epoch
+from jaxresnet.training.parallel import data_mesh, replicate
+from jaxresnet.training.progress import Progress
+from jaxresnet.training.state import create_train_state
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -135,11 +136,9 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
 def load_checkpoint(workdir: str, which: str | int = "latest"):
     """A saved run's state without training: `which` is "latest", "best" or an epoch number.
 
-    Returns `jaxresnet.checkpoint.Restored` (epoch, state, shuffle_key, history, config). Read-only:
-    a damaged checkpoint raises CheckpointError naming it.
+    Returns `jaxresnet.training.checkpoint.Restored` (epoch, state, shuffle_key, history, config).
+    Read-only: a damaged checkpoint raises CheckpointError naming it.
     """
-    from jaxresnet.checkpoint import CheckpointError
-
     store = CheckpointStore(os.path.join(workdir, CHECKPOINT_DIR), read_only=True)
     try:
         epoch = {"latest": store.latest_epoch, "best": store.best_epoch}.get(str(which), lambda: int(which))()

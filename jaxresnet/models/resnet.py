@@ -3,7 +3,7 @@
 The reference network (a PyTorch homework's ResNet34) differs from torchvision's in three places:
 the stem conv has padding 5 and a bias, the max-pool is 2x2 with stride 2, and the head is two
 linear layers (512 -> 128 -> classes, no activation between them). Module names follow the
-reference's printout closely so that `jaxresnet.convert` maps them one to one.
+reference's printout closely so that `jaxresnet.pytorch.convert` maps them one to one.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 import flax.linen as nn
 
-from jaxresnet.layers import BatchNorm, Conv, Dense, max_pool
+from jaxresnet.models.layers import BatchNorm, Conv, Dense, max_pool
 
 ModuleDef = Any
 
@@ -71,8 +71,8 @@ class ResNet(nn.Module):
 
     `dtype` is the compute dtype; parameters and BatchNorm statistics stay float32.
     `weight_init` chooses torch's default initialisation ("torch") or flax's ("flax").
-    `conv_impl` chooses how convolutions are computed (see `jaxresnet.layers.Conv`), `norm_impl`
-    how training-mode BatchNorm with its ReLU and residual add is (`jaxresnet.layers.BatchNorm`).
+    `conv_impl` chooses how convolutions are computed (see `jaxresnet.models.layers.Conv`), `norm_impl`
+    how training-mode BatchNorm with its ReLU and residual add is (`jaxresnet.models.layers.BatchNorm`).
     """
 
     stage_sizes: Sequence[int]

@@ -16,7 +16,8 @@ import numpy as np
 
 from jaxresnet.data import Split
 from jaxresnet.models import ARCHS
-from jaxresnet.train import DeviceData, create_train_state, predict_step, train_step, zero_metrics
+from jaxresnet.training.loop import DeviceData, predict_step, train_step, zero_metrics
+from jaxresnet.training.state import create_train_state
 
 
 @dataclass
@@ -152,7 +153,7 @@ def _torch_fns(arch, resize, batch, dtype, steps, warmup=0):
     import torch
     import torch.nn.functional as F
 
-    from jaxresnet.torch_reference import TORCH_ARCHS, torch_preprocess
+    from jaxresnet.pytorch.reference import TORCH_ARCHS, torch_preprocess
 
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.integers(0, 256, (batch * steps, 32, 32, 3), dtype=np.uint8))

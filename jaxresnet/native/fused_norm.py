@@ -1,7 +1,7 @@
 """Training-mode BatchNorm fused with its residual add and ReLU, as XLA custom calls on CPU.
 
 The C++ is in csrc/batchnorm.cc and is built into the same library as the oneDNN convolutions
-(`jaxresnet.onednn.build`). Forward: two passes over x (statistics, then normalise + add + ReLU);
+(`jaxresnet.native.build`). Forward: two passes over x (statistics, then normalise + add + ReLU);
 backward: two passes (the two gradient sums, then dx) -- where XLA:CPU's fusions of the same
 graph take several more passes and reduce slowly (BENCHMARKS.md). Float32 only; the running
 statistics are updated by the caller from the returned batch mean and (biased) variance.
@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxresnet import onednn
+from jaxresnet.native import build
 
 
 def supports(shape, dtype) -> bool:
@@ -28,7 +28,7 @@ def _empty():  # stands for "no residual" / "no ReLU mask": the handlers take fi
 def _forward(x, scale, bias, residual, relu, eps):
     c = x.shape[-1]
     channel = jax.ShapeDtypeStruct((c,), jnp.float32)
-    return jax.ffi.ffi_call(onednn.TARGETS["norm_forward"], (jax.ShapeDtypeStruct(x.shape, x.dtype), channel, channel))(
+    return jax.ffi.ffi_call(build.TARGETS["norm_forward"], (jax.ShapeDtypeStruct(x.shape, x.dtype), channel, channel))(
         x, scale, bias, _empty() if residual is None else residual, eps=np.float32(eps), relu=bool(relu))
 
 
@@ -36,7 +36,7 @@ def _forward(x, scale, bias, residual, relu, eps):
 def batch_norm(x, scale, bias, residual, relu: bool, eps: float):
     """(act((x - mean) / sqrt(var + eps) * scale + bias [+ residual]), mean, var) over all but the
     last axis; act is ReLU when `relu`, var the biased batch variance. `residual` may be None."""
-    onednn.require()
+    build.require()
     return _forward(x, scale, bias, residual, relu, eps)
 
 
@@ -55,7 +55,7 @@ def _batch_norm_bwd(relu, eps, saved, cotangents):
     channel = jax.ShapeDtypeStruct((c,), jnp.float32)
     dres_shape = jax.ShapeDtypeStruct(x.shape if has_residual else (0,), jnp.float32)
     dx, dscale, dbias, dres = jax.ffi.ffi_call(
-        onednn.TARGETS["norm_backward"], (jax.ShapeDtypeStruct(x.shape, x.dtype), channel, channel, dres_shape))(
+        build.TARGETS["norm_backward"], (jax.ShapeDtypeStruct(x.shape, x.dtype), channel, channel, dres_shape))(
         dy, _empty() if y is None else y, x, mean, var, scale, eps=np.float32(eps))
     return dx, dscale, dbias, dres if has_residual else None
 

@@ -1,4 +1,4 @@
-"""Train state, jitted train/eval steps and the epoch loop.
+"""The jitted train and eval steps and the epoch loop over a dataset resident on the device.
 
 One epoch makes no host round trip per step: the dataset lives on the device, the batch is cut out
 of a device-side permutation inside the step, the state is donated, and the running metrics are
@@ -10,49 +10,22 @@ import functools
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import jax
 import jax.numpy as jnp
-import optax
-from flax.training import train_state
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from jaxresnet.data import Split, preprocess
+from jaxresnet.training.parallel import constrain, batch_sharding, replicate
+from jaxresnet.training.state import TrainState, cross_entropy
 
 NO_BAD_STEP = np.iinfo(np.int32).max
 
 
-class TrainState(train_state.TrainState):
-    batch_stats: Any
-
-
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-@functools.partial(jax.jit, static_argnums=(0, 2))
-def _init_variables(model, key, image_size: int):
-    return model.init(key, jnp.zeros((1, image_size, image_size, 3), jnp.float32), train=False)
-
-
-def create_train_state(model, key: jax.Array, image_size: int, lr: float, momentum: float) -> TrainState:
-    """Fresh variables and optimizer state. Steps compile once per model *instance* (its `apply` is
-    part of the state), so reuse one model object for runs of the same network."""
-    variables = _init_variables(model, key, image_size)
-    return TrainState.create(
-        apply_fn=model.apply,
-        params=variables["params"],
-        batch_stats=variables["batch_stats"],
-        tx=sgd(lr, momentum),
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def sgd(lr: float, momentum: float) -> optax.GradientTransformation:
-    """torch's SGD (buf = m*buf + g; p -= lr*buf). One object per setting: it is part of the jit key."""
-    return optax.sgd(lr, momentum)
 
 
 def epoch_permutation(shuffle_key: jax.Array, epoch: int, n: int) -> jax.Array:
@@ -72,49 +45,13 @@ def zero_metrics() -> dict:
     }
 
 
-def cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
-# --- data parallelism ------------------------------------------------------------------------------
-# One mesh axis, "data", over every device: the dataset and the train state are replicated, each
-# batch is split along the batch axis. jit partitions the step (GSPMD): gradients are all-reduced,
-# and BatchNorm's batch statistics, computed as means over the batch axis, are those of the global
-# batch, exactly as on one device.
-DATA_AXIS = "data"
-
-
-def data_mesh(devices=None) -> Mesh:
-    return Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
-
-
-def batch_sharding(mesh: Mesh | None, batch_size: int) -> NamedSharding | None:
-    """How a batch is split, or None to leave it to XLA (one device, or a batch the mesh does not divide)."""
-    if mesh is None or mesh.size == 1 or batch_size % mesh.size:
-        return None
-    return NamedSharding(mesh, P(DATA_AXIS))
-
-
-def replicate(tree, mesh: Mesh | None):
-    """Put a pytree on every device of the mesh (or leave it where it is without one)."""
-    if mesh is None:
-        return tree
-    sharding = NamedSharding(mesh, P())
-    return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i: np.asarray(x)[i])
-                        if isinstance(x, np.ndarray) else jax.device_put(x, sharding), tree)
-
-
-def _constrain(x, sharding):
-    return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
-
-
 @functools.partial(jax.jit, static_argnames=("batch_size", "image_size", "dtype", "sharding"),
                    donate_argnums=(0, 1))
 def train_step(state: TrainState, metrics: dict, images, labels, perm, start, step,
                *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None):
     """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
-    idx = _constrain(jax.lax.dynamic_slice_in_dim(perm, start, batch_size), sharding)
-    x = _constrain(preprocess(images[idx], image_size, dtype), sharding)
+    idx = constrain(jax.lax.dynamic_slice_in_dim(perm, start, batch_size), sharding)
+    x = constrain(preprocess(images[idx], image_size, dtype), sharding)
     y = labels[idx]
 
     def loss_fn(params):
@@ -136,8 +73,8 @@ def train_step(state: TrainState, metrics: dict, images, labels, perm, start, st
 
 @functools.partial(jax.jit, static_argnames=("image_size", "dtype", "sharding"))
 def predict_step(state: TrainState, images, idx, *, image_size: int, dtype=jnp.float32, sharding=None):
-    idx = _constrain(idx, sharding)
-    x = _constrain(preprocess(images[idx], image_size, dtype), sharding)
+    idx = constrain(idx, sharding)
+    x = constrain(preprocess(images[idx], image_size, dtype), sharding)
     logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x, train=False)
     return jnp.argmax(logits, -1).astype(jnp.int32)
 

@@ -1,0 +1,47 @@
+"""scripts/evaluate.py: score a checkpoint of a run (the work is `jaxresnet.tools.evaluate`)."""
+from __future__ import annotations
+
+import sys
+
+from jaxresnet.cli.args import ArgumentParser, quiet_libraries
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="evaluate.py", description="Score a checkpoint of a run on the test split.")
+    p.add_argument("--workdir", required=True, help="the run's folder (holds checkpoints/)")
+    p.add_argument("--checkpoint", default="best",
+                   help="best (highest test accuracy), latest, or an epoch number (default best)")
+    p.add_argument("--data-dir", default=None, help="default: the run's own --data-dir")
+    p.add_argument("--no-download", dest="download", action="store_false", default=None)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--output", default=None, help="confusion-matrix PNG (default W/confusion-epoch<N>.png)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    import os
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    which = args.checkpoint
+    if which not in ("best", "latest") and not which.isdigit():
+        parser.error(f"--checkpoint must be best, latest or an epoch number, got {which!r}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+
+    from jaxresnet.training.checkpoint import CheckpointError
+    from jaxresnet.data import DataError
+    from jaxresnet.tools.evaluate import evaluate_checkpoint
+    from jaxresnet.training.run import CHECKPOINT_DIR, has_checkpoints
+
+    quiet_libraries()
+    if not has_checkpoints(args.workdir):
+        parser.error(f"no checkpoints in {os.path.join(args.workdir, CHECKPOINT_DIR)}")
+    try:
+        report = evaluate_checkpoint(args.workdir, which, data_dir=args.data_dir, download=args.download,
+                                     batch_size=args.batch_size, output=args.output)
+    except (CheckpointError, DataError) as e:
+        parser.error(str(e))
+    print(report.text())
+    print(f"Confusion matrix: {report.figure}", file=sys.stderr)
+    return 0

@@ -1,0 +1,45 @@
+"""scripts/train_torch.py: the PyTorch baseline with train.py's experiment flags."""
+from __future__ import annotations
+
+import sys
+
+from jaxresnet.cli.args import ArgumentParser, add_experiment_flags, default_workdir
+
+
+def build_parser() -> ArgumentParser:
+    from jaxresnet.config import DTYPES, TrainConfig
+
+    d = TrainConfig()
+    p = ArgumentParser(prog="train_torch.py",
+                       description="The PyTorch baseline: same flags, subset, batch order and outputs as train.py.")
+    add_experiment_flags(p)
+    p.add_argument("--arch", default=d.arch, choices=["resnet18", "resnet34"], help="default %(default)s")
+    p.add_argument("--dtype", default=d.dtype, choices=DTYPES, help="float32 only")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from jaxresnet.config import ConfigError, TrainConfig
+    from jaxresnet.data import DataError
+
+    try:
+        from jaxresnet.pytorch.train import check_torch_config, torch_train_run
+    except ImportError as e:  # jaxresnet.pytorch says in one line what to install
+        parser.error(f"the torch baseline cannot run: {e}")
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k != "workdir"})
+    try:
+        check_torch_config(config)
+    except ConfigError as e:
+        parser.error(str(e))
+    workdir = args.workdir or default_workdir(f"torch-{config.arch}-r{config.resize}-s{config.seed}")
+    try:
+        torch_train_run(config, workdir)
+    except (ConfigError, DataError) as e:
+        parser.error(str(e))
+    except FloatingPointError as e:
+        print(f"train_torch.py: error: training diverged: {e}", file=sys.stderr)
+        return 1
+    print(f"Outputs in {workdir}", file=sys.stderr)
+    return 0

@@ -1,0 +1,16 @@
+"""The data path: where images come from, which of them a run uses, and how they reach the model.
+
+- `split`: `Split` (host uint8 images + int32 labels) and `DataError`, what every source returns.
+- `cifar10`: the CIFAR-10 source (tensorflow-datasets), its class names and channel statistics.
+  A new dataset is a new source module beside it returning `Split`s.
+- `subsets`: the seeded class-balanced subsets a run trains and is scored on.
+- `preprocess`: what runs on the device inside the jitted steps (resize, normalise); per-step
+  augmentations belong there too.
+"""
+from jaxresnet.data.cifar10 import CLASS_NAMES, MEAN, NUM_CLASSES, STD, load_cifar10
+from jaxresnet.data.preprocess import preprocess
+from jaxresnet.data.split import DataError, Split
+from jaxresnet.data.subsets import balanced_subset, load_subsets, load_test_subset
+
+__all__ = ["CLASS_NAMES", "MEAN", "NUM_CLASSES", "STD", "DataError", "Split", "balanced_subset",
+           "load_cifar10", "load_subsets", "load_test_subset", "preprocess"]

@@ -1,0 +1,37 @@
+"""The run's images: a class-balanced training subset and the test subset, drawn with the seed."""
+from __future__ import annotations
+
+import numpy as np
+
+from jaxresnet.data.cifar10 import CLASS_NAMES, NUM_CLASSES, load_cifar10
+from jaxresnet.data.split import DataError, Split
+
+
+def balanced_subset(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+    """Indices of `per_class` examples of every class, drawn with `seed`, in a seeded shuffled order.
+
+    `per_class=None` keeps the whole split (in its stored order). The same seed gives the same subset.
+    """
+    if per_class is None:
+        return np.arange(len(labels))
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    if per_class > counts.min():
+        raise DataError(f"{per_class} images per class asked for, but the split holds only "
+                        f"{counts.min()} of class {CLASS_NAMES[int(counts.argmin())]!r}")
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(NUM_CLASSES)]
+    index = np.concatenate(chosen)
+    return index[rng.permutation(len(index))]
+
+
+def load_subsets(data_dir, download, train_per_class, test_per_class, seed) -> tuple[Split, Split]:
+    train = load_cifar10("train", data_dir, download)
+    train = train.take(balanced_subset(train.labels, train_per_class, seed))
+    return train, load_test_subset(data_dir, download, test_per_class, seed)
+
+
+def load_test_subset(data_dir, download, test_per_class, seed) -> Split:
+    """The run's test images (without decoding the training split, which evaluation does not need)."""
+    test = load_cifar10("test", data_dir, download)
+    # A different stream for the test subset, so it does not mirror the train draw.
+    return test.take(balanced_subset(test.labels, test_per_class, seed + 1))

@@ -1,0 +1,13 @@
+"""The JAX training core: state, steps, the epoch loop, data parallelism, checkpoints and whole runs.
+
+- `state`: TrainState (params, batch_stats, optimizer), a fresh one for a model; the optimizer and
+  the loss. A new optimizer setting, schedule or loss goes here (from optax's own pieces).
+- `loop`: the jitted train/eval steps and the epoch loop over a dataset resident on the device.
+- `parallel`: the device mesh and batch sharding (jax.sharding; one axis, "data").
+- `checkpoint`: orbax checkpoints with manifests, keep/best policy, damage handling.
+- `run`: `train_run(config, workdir)`, a whole experiment: data, epochs, outputs, resume.
+- `progress`, `compile_cache`: the progress bar and XLA's persistent compilation cache.
+
+Nothing here imports torch or compiles native code; import the submodule you need (this package
+imports none of them, so `training.loop` does not pull in orbax or matplotlib).
+"""
