@@ -37,6 +37,7 @@ class TrainConfig:
     keep: int = 3
     data_dir: str | None = None
     download: bool = True
+    data_cache: str | None = None  # decoded-data cache folder (None: the default; "off": none)
 
     def validate(self) -> "TrainConfig":
         _at_least("--resize", self.resize, 8)
@@ -74,7 +75,8 @@ class TrainConfig:
 
 
 # Fields a resumed run may change; every other field defines the experiment.
-RESUMABLE_CHANGES = ("epochs", "conv_impl", "norm_impl", "eval_batch_size", "save_every", "keep", "data_dir", "download")
+RESUMABLE_CHANGES = ("epochs", "conv_impl", "norm_impl", "eval_batch_size", "save_every", "keep", "data_dir", "download",
+                     "data_cache")
 
 
 def flag(name: str) -> str:

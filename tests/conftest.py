@@ -1,12 +1,19 @@
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.abspath(os.path.join(ROOT, "..", "shared", "data", "tensorflow_datasets"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The tests' runs cache decoded data in a folder of their own (and the scripts they start inherit it).
+if "JAXRESNET_DATA_CACHE" not in os.environ:
+    os.environ["JAXRESNET_DATA_CACHE"] = tempfile.mkdtemp(prefix="jaxresnet-test-data-")
+    atexit.register(shutil.rmtree, os.environ["JAXRESNET_DATA_CACHE"], True)
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,9 @@ def add_experiment_flags(p: argparse.ArgumentParser) -> None:
                    help="tensorflow-datasets folder (default ~/tensorflow_datasets)")
     p.add_argument("--no-download", dest="download", action="store_false",
                    help="never touch the network; fail if CIFAR-10 is not in --data-dir")
+    p.add_argument("--data-cache", default=d.data_cache,
+                   help="folder of decoded images, read without TensorFlow on later runs (default "
+                        "$JAXRESNET_DATA_CACHE or ~/.cache/jaxresnet/data; 'off' for none)")
     p.add_argument("--workdir", default=None,
                    help="where outputs go (default: a new folder under runs/)")
 

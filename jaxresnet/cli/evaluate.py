@@ -13,6 +13,7 @@ def build_parser() -> ArgumentParser:
                    help="best (highest test accuracy), latest, or an epoch number (default best)")
     p.add_argument("--data-dir", default=None, help="default: the run's own --data-dir")
     p.add_argument("--no-download", dest="download", action="store_false", default=None)
+    p.add_argument("--data-cache", default=None, help="default: the run's own --data-cache")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--output", default=None, help="confusion-matrix PNG (default W/confusion-epoch<N>.png)")
     return p
@@ -39,6 +40,7 @@ def main(argv: list[str]) -> int:
         parser.error(f"no checkpoints in {os.path.join(args.workdir, CHECKPOINT_DIR)}")
     try:
         report = evaluate_checkpoint(args.workdir, which, data_dir=args.data_dir, download=args.download,
+                                     data_cache=args.data_cache,
                                      batch_size=args.batch_size, output=args.output)
     except (CheckpointError, DataError) as e:
         parser.error(str(e))

@@ -4,6 +4,7 @@
 - `cifar10`: the CIFAR-10 source (tensorflow-datasets), its class names and channel statistics.
   A new dataset is a new source module beside it returning `Split`s.
 - `subsets`: the seeded class-balanced subsets a run trains and is scored on.
+- `cache`: the decoded-data cache the subsets are read from once written (no TensorFlow needed).
 - `preprocess`: what runs on the device inside the jitted steps (resize, normalise); per-step
   augmentations belong there too.
 """

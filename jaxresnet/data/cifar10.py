@@ -21,20 +21,38 @@ STD = (0.2470, 0.2435, 0.2616)
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")  # tfds's own default
 
 
+def resolve_data_dir(data_dir: str | None) -> str:
+    return os.path.abspath(os.path.expanduser(data_dir or DEFAULT_DATA_DIR))
+
+
+def prepared_version(data_dir: str | None, name: str = "cifar10") -> str | None:
+    """The newest version of `name` prepared under data_dir (tfds's layout), read without tfds."""
+    folder = os.path.join(resolve_data_dir(data_dir), name)
+    try:
+        versions = [v for v in os.listdir(folder) if os.path.isfile(os.path.join(folder, v, "dataset_info.json"))]
+    except OSError:
+        return None
+    return max(versions, key=lambda v: tuple(int(p) if p.isdigit() else -1 for p in v.split(".")), default=None)
+
+
 def load_cifar10(split: str, data_dir: str | None = None, download: bool = True) -> Split:
     """One CIFAR-10 split as numpy arrays. `download=False` never touches the network.
 
     Decoding takes seconds, so a process keeps each split it has read (read-only arrays).
     """
-    return _load_cifar10(split, os.path.abspath(os.path.expanduser(data_dir or DEFAULT_DATA_DIR)), download)
+    return _load_cifar10(split, resolve_data_dir(data_dir), download)
 
 
 @functools.lru_cache(maxsize=4)
 def _load_cifar10(split: str, data_dir: str, download: bool) -> Split:
     if not download and not os.path.isdir(os.path.join(data_dir, "cifar10")):
         raise DataError(f"no CIFAR-10 under {data_dir} (looked for {data_dir}/cifar10) and downloading is off")
-    tf = _tensorflow_without_gpus()
-    import tensorflow_datasets as tfds
+    try:
+        tf = _tensorflow_without_gpus()
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise DataError(f"reading CIFAR-10 from {data_dir} needs tensorflow-datasets, which cannot be imported "
+                        f"({e}); install it, or give --data-cache a folder that holds this run's data") from e
 
     try:
         ds = tfds.load("cifar10", split=split, data_dir=data_dir, download=download,

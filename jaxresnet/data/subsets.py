@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxresnet.data.cifar10 import CLASS_NAMES, NUM_CLASSES, load_cifar10
+from jaxresnet.data import cache
+from jaxresnet.data.cifar10 import CLASS_NAMES, NUM_CLASSES, load_cifar10, prepared_version
 from jaxresnet.data.split import DataError, Split
 
 
@@ -24,14 +25,27 @@ def balanced_subset(labels: np.ndarray, per_class: int | None, seed: int) -> np.
     return index[rng.permutation(len(index))]
 
 
-def load_subsets(data_dir, download, train_per_class, test_per_class, seed) -> tuple[Split, Split]:
-    train = load_cifar10("train", data_dir, download)
-    train = train.take(balanced_subset(train.labels, train_per_class, seed))
-    return train, load_test_subset(data_dir, download, test_per_class, seed)
+def load_subsets(data_dir, download, train_per_class, test_per_class, seed,
+                 data_cache: str | None = None) -> tuple[Split, Split]:
+    """The run's (train, test) images: from the data cache when it holds them, else decoded and cached."""
+    train = _subset("train", data_dir, download, train_per_class, seed, data_cache)
+    return train, load_test_subset(data_dir, download, test_per_class, seed, data_cache)
 
 
-def load_test_subset(data_dir, download, test_per_class, seed) -> Split:
+def load_test_subset(data_dir, download, test_per_class, seed, data_cache: str | None = None) -> Split:
     """The run's test images (without decoding the training split, which evaluation does not need)."""
-    test = load_cifar10("test", data_dir, download)
     # A different stream for the test subset, so it does not mirror the train draw.
-    return test.take(balanced_subset(test.labels, test_per_class, seed + 1))
+    return _subset("test", data_dir, download, test_per_class, seed + 1, data_cache)
+
+
+def _subset(split: str, data_dir, download, per_class, seed, data_cache) -> Split:
+    version = prepared_version(data_dir)
+
+    def build() -> Split:
+        whole = load_cifar10(split, data_dir, download)
+        return whole.take(balanced_subset(whole.labels, per_class, seed))
+
+    # Without a prepared copy (version None) the newest cached version serves; failing that, build()
+    # downloads, or says that there is no data.
+    return cache.load(cache.resolve_root(data_cache), source="tfds", dataset="cifar10", version=version,
+                      split=split, subset=cache.subset_name(per_class, seed), build=build)

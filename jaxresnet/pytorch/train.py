@@ -39,18 +39,20 @@ def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) ->
     out, err = out or sys.stdout, err or sys.stderr
     check_torch_config(config)
     train, test = load_subsets(config.data_dir, config.download, config.train_per_class,
-                               config.test_per_class, config.seed)
+                               config.test_per_class, config.seed, config.data_cache)
     os.makedirs(workdir, exist_ok=True)
     write_config(workdir, config, framework="torch")
     torch.manual_seed(config.seed)
-    model = TORCH_ARCHS[config.arch](num_classes=10)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the data, like JAX's, lives on the device
+    model = TORCH_ARCHS[config.arch](num_classes=10).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    images, labels = torch.from_numpy(np.array(train.images)), torch.from_numpy(np.array(train.labels)).long()
-    test_images = torch.from_numpy(np.array(test.images))
+    images = torch.from_numpy(np.array(train.images)).to(device)
+    labels = torch.from_numpy(np.array(train.labels)).long().to(device)
+    test_images = torch.from_numpy(np.array(test.images)).to(device)
     n, history = len(train), []
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        perm = torch.from_numpy(epoch_order(config.seed, epoch, n))
+        perm = torch.from_numpy(epoch_order(config.seed, epoch, n)).to(device)
         model.train()
         correct, loss_sum = 0, 0.0
         for start in range(0, n, config.batch_size):
@@ -71,7 +73,7 @@ def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) ->
         with torch.no_grad():
             for start in range(0, len(test), config.eval_batch_size):
                 x = torch_preprocess(test_images[start:start + config.eval_batch_size], config.resize)
-                preds.append(model(x).argmax(1).numpy())
+                preds.append(model(x).argmax(1).cpu().numpy())
         test_acc = accuracy_percent(int((np.concatenate(preds) == test.labels).sum()), len(test))
         train_acc = accuracy_percent(correct, n)
         print_epoch(out, epoch, config.epochs, train_acc, test_acc)

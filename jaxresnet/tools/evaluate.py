@@ -39,12 +39,13 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
     return np.bincount(labels * NUM_CLASSES + preds, minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
 
 
-def evaluate_checkpoint(workdir: str, which: str = "best", *, data_dir=None, download=None,
+def evaluate_checkpoint(workdir: str, which: str = "best", *, data_dir=None, download=None, data_cache=None,
                         batch_size: int = 500, output: str | None = None) -> Report:
     restored = load_checkpoint(workdir, which)
     config = restored.config
     test = load_test_subset(data_dir or config.data_dir, config.download if download is None else download,
-                            config.test_per_class, config.seed)
+                            config.test_per_class, config.seed,
+                            data_cache if data_cache is not None else config.data_cache)
     preds = predict(restored.state, DeviceData.put(test), config.resize, batch_size, compute_dtype(config))
     matrix = confusion_matrix(test.labels, preds)
     figure = output or os.path.join(workdir, f"confusion-epoch{restored.epoch}.png")

@@ -86,7 +86,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                 raise ConfigError(f"cannot resume {workdir}: {problem}")
 
         train, test = load_subsets(config.data_dir, config.download, config.train_per_class,
-                                   config.test_per_class, config.seed)
+                                   config.test_per_class, config.seed, config.data_cache)
         os.makedirs(workdir, exist_ok=True)  # only once the data is there: a failed start leaves nothing
         store = store or CheckpointStore(ckpt_dir, keep=config.keep)
         mesh = data_mesh() if jax.device_count() > 1 else None  # data parallel over every device

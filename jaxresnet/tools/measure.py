@@ -1,0 +1,228 @@
+"""Everything measured in one go, for a machine lent for minutes: `scripts/measure.py OUTDIR`.
+
+1. The benchmark matrix (`tools.benchmark`): --resize 32/64/128 x float32/bfloat16 x the reference
+   batch and a large one, JAX against torch where torch is installed.
+2. The whole reference run (10 epochs at --resize 128, every test image scored), its wall time split
+   into compilation (XLA's own compile events), training and scoring, and peak memory (the device's
+   where it reports it, else the process's peak RSS).
+3. With --parity, the parity experiment at the full reference setting: 3 seeds per framework, the
+   curves overlaid (`tools.compare`).
+
+It degrades by itself: no torch (JAX alone), no TensorFlow (a data cache must hold the subsets), CPU
+only. `--quick` shrinks every part (about 2 minutes on a 2-core CPU). Writes OUTDIR/measure.json and
+OUTDIR/measure.md and prints the table.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass
+
+import jax
+
+from jaxresnet.config import TrainConfig
+
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+
+
+@dataclass(frozen=True)
+class Plan:
+    resizes: tuple[int, ...]
+    dtypes: tuple[str, ...]
+    batches: tuple[int, ...]
+    steps: int
+    reps: int
+    warmup: int
+    reference: TrainConfig
+    parity_seeds: tuple[int, ...]
+
+
+def plan(quick: bool, on_gpu: bool, data_dir, data_cache) -> Plan:
+    data = dict(data_dir=data_dir, download=False, data_cache=data_cache)
+    if quick:
+        return Plan((32,), ("float32", "bfloat16"), (32,), steps=2, reps=1, warmup=1,
+                    reference=TrainConfig(resize=32, epochs=2, train_per_class=10, test_per_class=10, **data),
+                    parity_seeds=(0,))
+    large = 256 if on_gpu else 128
+    return Plan((32, 64, 128), ("float32", "bfloat16"), (32, large), steps=10 if on_gpu else 3,
+                reps=3 if on_gpu else 2, warmup=2 if on_gpu else 1,
+                reference=TrainConfig(resize=128, epochs=10, **data), parity_seeds=(0, 1, 2))
+
+
+class CompileClock:
+    """Seconds JAX spends tracing, lowering and compiling, from its own monitoring events."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._on_event)
+
+    def _on_event(self, event: str, duration: float, **_):
+        if event in COMPILE_EVENTS:
+            self.seconds += duration
+
+
+def environment() -> dict:
+    device = jax.devices()[0]
+    return {
+        "backend": jax.default_backend(), "device": device.device_kind, "device_count": jax.device_count(),
+        "jax": jax.__version__, "python": platform.python_version(), "cpu_count": os.cpu_count(),
+        "torch": _version("torch"), "tensorflow": _version("tensorflow"),
+        "tensorflow_datasets": _version("tensorflow_datasets"),
+    }
+
+
+def _version(module: str) -> str | None:
+    if importlib.util.find_spec(module) is None:
+        return None
+    try:
+        return __import__(module).__version__
+    except Exception as e:  # installed but broken: say so rather than fail the whole measurement
+        return f"unusable ({type(e).__name__})"
+
+
+def peak_memory() -> dict:
+    stats = jax.devices()[0].memory_stats() or {}
+    out = {"host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if "peak_bytes_in_use" in stats:
+        out["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2 ** 20, 1)
+    return out
+
+
+def benchmark_matrix(p: Plan, torch_too: bool, log, rows: list) -> None:
+    """Appends one row per setting to `rows`, the reference resolution first."""
+    from jaxresnet.tools.benchmark import as_json, run
+
+    for resize in sorted(p.resizes, reverse=True):
+        for dtype in p.dtypes:
+            for batch in p.batches:
+                log(f"benchmark --resize {resize} --dtype {dtype} --batch-size {batch}")
+                r = run("resnet34", resize, batch, dtype, "auto", p.steps, p.reps, torch_too=torch_too,
+                        log=log, warmup=p.warmup)
+                rows.append(as_json(r))
+
+
+def reference_run(config: TrainConfig, workdir: str, clock: CompileClock, framework: str = "jax") -> dict:
+    """Train `config` in `workdir` and time it: wall, compile, train and score seconds."""
+    from jaxresnet.training.run import train_run
+
+    compile0, t0 = clock.seconds, time.perf_counter()
+    with open(os.devnull, "w") as quiet:
+        if framework == "jax":
+            result = train_run(config, workdir, out=quiet, err=quiet, progress=False)
+        else:
+            from jaxresnet.pytorch.train import torch_train_run
+
+            result = torch_train_run(config, workdir, out=quiet)
+    wall = time.perf_counter() - t0
+    h = result.history
+    train_s = sum(e["train_seconds"] for e in h)
+    score_s = sum(e["seconds"] - e["train_seconds"] for e in h)
+    steady = sorted(e["seconds"] for e in h[1:]) or [h[0]["seconds"]]
+    return {
+        "framework": framework, "workdir": workdir, "config": config.to_dict(), "epochs": len(h),
+        "wall_s": round(wall, 2), "compile_s": round(clock.seconds - compile0, 2) if framework == "jax" else None,
+        "train_s": round(train_s, 2), "score_s": round(score_s, 2),
+        # loading the data, building the state, writing outputs and checkpoints
+        "other_s": round(wall - train_s - score_s, 2),
+        "steady_epoch_s": round(steady[len(steady) // 2], 3),
+        "final_train_accuracy": h[-1]["train_accuracy"], "final_test_accuracy": h[-1]["test_accuracy"],
+        "best_test_accuracy": max(e["test_accuracy"] for e in h), **peak_memory(),
+    }
+
+
+def parity(p: Plan, outdir: str, clock: CompileClock, torch_too: bool, log) -> dict:
+    from jaxresnet.tools.compare import compare_runs
+
+    # Full float32 in both frameworks: JAX's GPU default (and torch's for convolutions) is TF32.
+    jax.config.update("jax_default_matmul_precision", "highest")
+    if torch_too:
+        import torch
+
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    runs = []
+    for framework in ("jax", "torch") if torch_too else ("jax",):
+        for seed in p.parity_seeds:
+            log(f"parity: {framework} seed {seed}")
+            workdir = os.path.join(outdir, "parity", f"{framework}-s{seed}")
+            runs.append(reference_run(dataclasses.replace(p.reference, seed=seed), workdir, clock, framework))
+    table = compare_runs([r["workdir"] for r in runs], os.path.join(outdir, "parity.png"), markdown=True)
+    return {"runs": runs, "table": table, "figure": os.path.join(outdir, "parity.png")}
+
+
+def measure(outdir: str, *, quick: bool = False, with_parity: bool = False, data_dir=None, data_cache=None,
+            torch_too: bool | None = None, seeds: int | None = None, log=print) -> dict:
+    """Runs every part, the reference run first; measure.json and measure.md are rewritten after each
+    part, so a machine taken back mid-way still leaves what was measured."""
+    os.makedirs(outdir, exist_ok=True)
+    clock = CompileClock()
+    env = environment()
+    torch_too = env["torch"] is not None if torch_too is None else torch_too
+    p = plan(quick, env["backend"] == "gpu", data_dir, data_cache)
+    if seeds is not None:
+        p = dataclasses.replace(p, parity_seeds=tuple(range(seeds)))
+    t0 = time.perf_counter()
+    result = {"environment": env, "quick": quick, "complete": False, "benchmarks": [],
+              "plan": {k: v for k, v in dataclasses.asdict(p).items() if k != "reference"}}
+
+    def save():
+        result["total_s"] = round(time.perf_counter() - t0, 1)
+        with open(os.path.join(outdir, "measure.json"), "w") as f:
+            json.dump(result, f, indent=2)
+        with open(os.path.join(outdir, "measure.md"), "w") as f:
+            f.write(markdown(result) + "\n")
+
+    log(f"reference run: {p.reference.epochs} epochs at --resize {p.reference.resize}")
+    result["reference_run"] = reference_run(p.reference, os.path.join(outdir, "reference-run"), clock)
+    save()
+    benchmark_matrix(p, torch_too, log, result["benchmarks"])
+    save()
+    if with_parity:
+        result["parity"] = parity(p, outdir, clock, torch_too, log)
+    result["complete"] = True
+    save()
+    return result
+
+
+def markdown(result: dict) -> str:
+    env = result["environment"]
+    lines = [f"Device: {env['device']} ({env['backend']}, {env['device_count']} device(s)); jax {env['jax']}, "
+             f"torch {env['torch'] or 'absent'}, TensorFlow {env['tensorflow'] or 'absent'}"
+             + (" — quick settings" if result["quick"] else ""), "",
+             "| resize | dtype | batch | JAX train img/s | torch train img/s | JAX/torch | JAX eval img/s | "
+             "torch eval img/s | JAX compile s | GFLOP/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def f(x, fmt="{:.1f}"):
+        return "-" if x is None else fmt.format(x)
+
+    for b in result["benchmarks"]:  # rows are appended as they are measured
+        lines.append(f"| {b['resize']} | {b['dtype']} | {b['batch_size']} | {f(b['jax_train_images_per_s'])} | "
+                     f"{f(b['torch_train_images_per_s'])} | {f(b['train_ratio'], '{:.2f}')} | "
+                     f"{f(b['jax_eval_images_per_s'])} | {f(b['torch_eval_images_per_s'])} | "
+                     f"{f(b['jax_compile_s'])} | {f(b['jax_train_gflops_per_s'], '{:.0f}')} |")
+    r = result.get("reference_run")
+    if r is None:
+        return "\n".join(lines)
+    c = r["config"]
+    lines += ["", f"Reference run (--resize {c['resize']}, {r['epochs']} epochs, {c['train_per_class']} per class, "
+                  f"test per class {c['test_per_class'] or 'all'}):",
+              "", "| wall s | compile s | train s | score s | other s | steady epoch s | test acc % (final / best) "
+                  "| peak memory |",
+              "|---|---|---|---|---|---|---|---|",
+              f"| {r['wall_s']} | {r['compile_s']} | {r['train_s']} | {r['score_s']} | {r.get('other_s', '-')} | "
+              f"{r['steady_epoch_s']} | "
+              f"{r['final_test_accuracy']} / {r['best_test_accuracy']} | "
+              + (f"device {r['device_peak_mb']} MB, " if "device_peak_mb" in r else "")
+              + f"host RSS {r['host_peak_rss_mb']} MB |"]
+    if "parity" in result:
+        lines += ["", "Parity experiment (test accuracy per epoch, mean ± std over seeds):", "",
+                  result["parity"]["table"]]
+    lines += ["", f"Total: {result['total_s']} s" + ("" if result.get("complete", True) else " (incomplete)")]
+    return "\n".join(lines)
