@@ -45,3 +45,20 @@ def test_without_onednn_auto_picks_matmul_forms_on_cpu_for_small_maps(monkeypatc
     assert resolve_conv_impl("auto", (64, 33, 33, 64), (3, 3), (1, 1), same) == "xla"
     assert resolve_conv_impl("auto", (64, 33, 33, 64), (1, 1), (2, 2), ((0, 0), (0, 0))) == "im2col"
     assert resolve_conv_impl("xla", (64, 2, 2, 512), (3, 3), (1, 1), same) == "xla"
+
+
+def test_first_max_gives_a_tie_to_the_first_maximum_like_torch():
+    import torch
+
+    from jaxresnet.models.layers import _first_max
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, (2, 6, 6, 3)).astype(np.float32)  # values 0, 1, 2: many ties
+    g = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
+    ours = jax.grad(lambda x: jnp.sum(_first_max(x.reshape(2, 3, 2, 3, 2, 3)) * g))(jnp.asarray(x))
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    (torch.nn.functional.max_pool2d(xt, 2) * torch.tensor(g.transpose(0, 3, 1, 2))).sum().backward()
+    assert np.array_equal(np.asarray(ours), xt.grad.numpy().transpose(0, 2, 3, 1))
+    windows = x.reshape(2, 3, 2, 3, 2, 3)
+    assert np.array_equal(np.asarray(_first_max(jnp.asarray(windows))), windows.max(axis=(2, 4)))
+    assert ((windows == windows.max(axis=(2, 4), keepdims=True)).sum(axis=(2, 4)) > 1).mean() > 0.3  # ties

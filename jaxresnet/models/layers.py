@@ -47,8 +47,8 @@ class BatchNorm(nn.Module):
         features = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
-        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
-        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), self.param_dtype))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), self.param_dtype))
         dtype = self.dtype or x.dtype
         if not self.use_running_average and not self.is_initializing() and resolve_norm_impl(
                 self.impl, x.shape, x.dtype, dtype, residual) == "fused":
@@ -56,10 +56,12 @@ class BatchNorm(nn.Module):
             self._update_running(ra_mean, ra_var, mean, var, x.shape)
             return y
         axes = tuple(range(x.ndim - 1))
+        # Statistics in float32 even for bfloat16 activations (float64 stays float64).
+        stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
-            xf = x.astype(jnp.float32)  # statistics in float32 even for bfloat16 activations
+            xf = x.astype(stat_dtype)
             mean = jnp.mean(xf, axes)
             var = jnp.mean(jnp.square(xf - mean), axes)
             if not self.is_initializing():
@@ -67,7 +69,7 @@ class BatchNorm(nn.Module):
         # (x - mean) first, as torch does: folding the mean into the bias, x*mul + (bias - mean*mul),
         # cancels catastrophically on channels whose mean is large against their spread.
         mul = scale * jax.lax.rsqrt(var + self.epsilon)
-        y = ((x.astype(jnp.float32) - mean) * mul + bias).astype(dtype)
+        y = ((x.astype(stat_dtype) - mean) * mul + bias).astype(dtype)
         if residual is not None:
             y = y + residual.astype(dtype)
         return nn.relu(y) if relu else y
@@ -105,14 +107,40 @@ def max_pool(x: Array, window: int) -> Array:
 
     A reshape and a max instead of `nn.max_pool`: XLA:CPU differentiates reduce-window through
     select-and-scatter with four iotas of the input's shape, 145 ms per ResNet34 step at
-    --resize 128 against about 10 ms this way. The gradient of a tie is shared among the tied
-    inputs (torch gives it all to the first); after a ReLU only exact ties of positive values
-    differ, and either is a valid gradient of max.
+    --resize 128 against about 10 ms this way.
+
+    The gradient of a tie: on one device, jnp.max's own, which shares it among the tied inputs
+    (what the reference run's numbers were measured with); where there are several devices, all
+    of it to the first maximum, as torch does (`_first_max`), because jnp.max's gradient came out
+    different for a batch split over two devices than on one (the stem's gradients by 1e-1 in
+    float64: tests/test_parallel_and_precision.py). With upsampled images ties are common: the
+    reference epoch gives 24.4 / 30.77 % with the shared gradient, 24.22 / 30.82 % with torch's.
     """
     n, h, w, c = x.shape
     oh, ow = h // window, w // window
-    x = x[:, : oh * window, : ow * window]
-    return jnp.max(x.reshape(n, oh, window, ow, window, c), axis=(2, 4))
+    windows = x[:, : oh * window, : ow * window].reshape(n, oh, window, ow, window, c)
+    return _first_max(windows) if jax.device_count() > 1 else jnp.max(windows, axis=(2, 4))
+
+
+# The max over axes 2 and 4 of (n, oh, kh, ow, kw, c) windows, its gradient all to the first
+# maximum of each window (row-major), as torch's is.
+@jax.custom_vjp
+def _first_max(x: Array) -> Array:
+    return jnp.max(x, axis=(2, 4))
+
+
+def _first_max_fwd(x):
+    return _first_max(x), x
+
+
+def _first_max_bwd(x, g):
+    n, oh, kh, ow, kw, c = x.shape
+    windows = x.transpose(0, 1, 3, 5, 2, 4).reshape(n, oh, ow, c, kh * kw)
+    first = jax.nn.one_hot(jnp.argmax(windows, axis=-1), kh * kw, dtype=g.dtype) * g[..., None]
+    return (first.reshape(n, oh, ow, c, kh, kw).transpose(0, 1, 4, 2, 5, 3),)
+
+
+_first_max.defvjp(_first_max_fwd, _first_max_bwd)
 
 
 # --- convolution ------------------------------------------------------------------------------------

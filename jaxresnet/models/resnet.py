@@ -69,7 +69,8 @@ def _shortcut(block, x, out_features):
 class ResNet(nn.Module):
     """Stem (conv7x7/2 pad 5 + bias, BN, ReLU, maxpool 2x2/2), stages, avg-pool, fc1 -> fc2.
 
-    `dtype` is the compute dtype; parameters and BatchNorm statistics stay float32.
+    `dtype` is the compute dtype; parameters and BatchNorm statistics are `param_dtype` (float32;
+    float64 for tests that compare against a float64 reference).
     `weight_init` chooses torch's default initialisation ("torch") or flax's ("flax").
     `conv_impl` chooses how convolutions are computed (see `jaxresnet.models.layers.Conv`), `norm_impl`
     how training-mode BatchNorm with its ReLU and residual add is (`jaxresnet.models.layers.BatchNorm`).
@@ -81,14 +82,17 @@ class ResNet(nn.Module):
     widths: Sequence[int] = (64, 128, 256, 512)
     hidden: int = 128
     dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
     weight_init: str = "torch"
     conv_impl: str = "auto"
     norm_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        conv = functools.partial(Conv, dtype=self.dtype, weight_init=self.weight_init, impl=self.conv_impl)
-        norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype, impl=self.norm_impl)
+        conv = functools.partial(Conv, dtype=self.dtype, param_dtype=self.param_dtype, weight_init=self.weight_init,
+                                 impl=self.conv_impl)
+        norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype,
+                                 param_dtype=self.param_dtype, impl=self.norm_impl)
 
         x = x.astype(self.dtype)
         x = conv(self.widths[0], (7, 7), (2, 2), ((5, 5), (5, 5)), use_bias=True, name="conv1")(x)
@@ -99,9 +103,10 @@ class ResNet(nn.Module):
                 strides = 2 if i > 0 and j == 0 else 1
                 x = self.block_cls(width, conv=conv, norm=norm, strides=strides, name=f"layer{i + 1}_{j}")(x)
         x = jnp.mean(x, axis=(1, 2))
-        x = Dense(self.hidden, dtype=self.dtype, weight_init=self.weight_init, name="fc1")(x)
-        x = Dense(self.num_classes, dtype=self.dtype, weight_init=self.weight_init, name="fc2")(x)
-        return x.astype(jnp.float32)
+        dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype, weight_init=self.weight_init)
+        x = dense(self.hidden, name="fc1")(x)
+        x = dense(self.num_classes, name="fc2")(x)
+        return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # float32 logits from bfloat16
 
 
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock)
