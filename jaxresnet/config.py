@@ -35,6 +35,7 @@ class TrainConfig:
     eval_batch_size: int = 500
     save_every: int = 1
     keep: int = 3
+    checkpoint_minutes: float = 10.0  # a step checkpoint inside an epoch this often (0: never)
     data_dir: str | None = None
     download: bool = True
     data_cache: str | None = None  # decoded-data cache folder (None: the default; "off": none)
@@ -49,6 +50,11 @@ class TrainConfig:
             _at_least("--test-per-class", self.test_per_class, 1)
         _at_least("--save-every", self.save_every, 1)
         _at_least("--keep", self.keep, 1)
+        _at_least("--seed", self.seed, 0)
+        if not (isinstance(self.checkpoint_minutes, (int, float)) and 0 <= self.checkpoint_minutes < float("inf")):
+            raise ConfigError(f"--checkpoint-minutes must be a number >= 0 (0: never), got {self.checkpoint_minutes}")
+        if self.seed >= 2**31:
+            raise ConfigError(f"--seed must be below 2**31, got {self.seed}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.momentum < 1:
@@ -76,7 +82,7 @@ class TrainConfig:
 
 # Fields a resumed run may change; every other field defines the experiment.
 RESUMABLE_CHANGES = ("epochs", "conv_impl", "norm_impl", "eval_batch_size", "save_every", "keep", "data_dir", "download",
-                     "data_cache")
+                     "data_cache", "checkpoint_minutes")
 
 
 def flag(name: str) -> str:

@@ -71,6 +71,12 @@ def test_evaluate_scores_a_checkpoint(cli_run, run_script, data_dir):
     (["--lr", "-1"], "--lr must be positive"),
     (["--resume"], "--resume needs --workdir"),
     (["--norm-impl", "fused", "--dtype", "bfloat16"], "--norm-impl fused is float32 only"),
+    (["--seed", "-5"], "--seed must be an integer >= 0, got -5"),
+    (["--seed", str(2**40)], "--seed must be below 2**31"),
+    (["--workdir", "/proc/jaxresnet-run"], "cannot create --workdir /proc/jaxresnet-run: "),
+    (["--workdir", "/dev/null/run"], "cannot create --workdir /dev/null/run: Not a directory"),
+    (["--resize", "100000"], "a step at --resize 100000 with --batch-size 32 / --eval-batch-size 500 needs about"),
+    (["--resize", "4096", "--batch-size", "64"], "of memory, and"),
 ])
 def test_bad_flags_exit_2_with_one_line(run_script, args, message):
     proc = run_script("train.py", *args)
@@ -136,3 +142,42 @@ def test_compare_refuses_different_experiments(cli_run, run_script, tmp_path):
     assert proc.returncode == 2 and "different experiment" in proc.stderr and "resize" in proc.stderr
     proc = run_script("compare.py", tmp_path / "missing")
     assert proc.returncode == 2 and "not a run folder" in proc.stderr
+
+
+def test_a_second_run_on_a_held_workdir_exits_2_naming_the_holder(run_script, data_dir, tmp_path):
+    from jaxresnet.training.lock import WorkdirLock
+
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    with WorkdirLock(str(workdir)):  # this test's process holds it, as a running train.py would
+        proc = run_script("train.py", "--resize", "32", "--epochs", "1", "--train-per-class", "2",
+                          "--test-per-class", "1", "--data-dir", data_dir, "--no-download", "--workdir", workdir)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"is in use by another training run (process {os.getpid()})" in lines[0], proc.stderr
+    assert sorted(os.listdir(workdir)) == [".lock"]  # nothing of the refused run was written
+    # released (here by the context manager; a killed holder releases it too), the same command runs
+    proc = run_script("train.py", "--resize", "32", "--epochs", "1", "--train-per-class", "2",
+                      "--test-per-class", "1", "--data-dir", data_dir, "--no-download", "--workdir", workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert os.path.exists(workdir / "metrics.json")
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from jaxresnet.training.lock import WorkdirBusy, WorkdirLock
+    from conftest import ROOT
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from jaxresnet.training.lock import "
+                               f"WorkdirLock; WorkdirLock({str(tmp_path)!r}).acquire(); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(WorkdirBusy, match=f"process {holder.pid}"):
+        WorkdirLock(str(tmp_path)).acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    WorkdirLock(str(tmp_path)).acquire().release()  # free again at once

@@ -29,6 +29,9 @@ def build_parser() -> ArgumentParser:
                         "(default %(default)s: fused where it builds)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint every N epochs (default 1)")
     p.add_argument("--keep", type=int, default=d.keep, help="latest checkpoints kept, plus the best (default 3)")
+    p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes,
+                   help="also save a step checkpoint inside an epoch this often, at a step boundary "
+                        "(default %(default)s; 0: never); SIGTERM/SIGINT always save one")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --workdir from its latest complete checkpoint")
     p.add_argument("--distributed", action="store_true",
@@ -48,6 +51,8 @@ def main(argv: list[str]) -> int:
     from jaxresnet.training.checkpoint import CheckpointError
     from jaxresnet.config import ConfigError, TrainConfig
     from jaxresnet.data import DataError
+    from jaxresnet.training.lock import WorkdirBusy
+    from jaxresnet.training.preemption import Preempted
     from jaxresnet.training.run import train_run
     from jaxresnet.training.loop import NonFiniteLoss
     from jaxresnet.training.compile_cache import enable_compilation_cache
@@ -62,18 +67,26 @@ def main(argv: list[str]) -> int:
     quiet_libraries()
     enable_compilation_cache()
     check_native(parser, config.conv_impl, config.norm_impl)
+    from jaxresnet.training import memory
+
+    if error := memory.check(config):
+        parser.error(error)
     if args.distributed:
         import jax
 
         jax.distributed.initialize()  # cluster settings from the environment (SLURM, TPU, JAX_COORDINATOR_ADDRESS...)
     try:
         train_run(config, workdir, resume=args.resume, progress=args.progress)
-    except (ConfigError, DataError, CheckpointError) as e:
+    except (ConfigError, DataError, CheckpointError, WorkdirBusy) as e:
         parser.error(str(e))
     except NonFiniteLoss as e:
         print(f"train.py: error: training diverged: {e}; try a lower --lr. "
               f"Checkpoints up to the last good epoch are in {workdir}", file=sys.stderr)
         return 1
+    except Preempted as e:
+        print(f"\ntrain.py: {e}; run the same command again to continue (or --resume --workdir {workdir})",
+              file=sys.stderr)
+        return e.exit_status
     except KeyboardInterrupt:
         print(f"\ntrain.py: interrupted; continue with --resume --workdir {workdir}", file=sys.stderr)
         return 130

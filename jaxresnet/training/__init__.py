@@ -4,8 +4,11 @@
   the loss. A new optimizer setting, schedule or loss goes here (from optax's own pieces).
 - `loop`: the jitted train/eval steps and the epoch loop over a dataset resident on the device.
 - `parallel`: the device mesh and batch sharding (jax.sharding; one axis, "data").
-- `checkpoint`: orbax checkpoints with manifests, keep/best policy, damage handling.
+- `checkpoint`: orbax checkpoints with manifests, keep/best policy, damage handling; step
+  checkpoints inside an epoch.
 - `run`: `train_run(config, workdir)`, a whole experiment: data, epochs, outputs, resume.
+- `lock` (one run per workdir), `preemption` (SIGTERM/SIGINT stop at a step with a checkpoint),
+  `memory` (will a step fit).
 - `progress`, `compile_cache`: the progress bar and XLA's persistent compilation cache.
 
 Nothing here imports torch or compiles native code; import the submodule you need (this package

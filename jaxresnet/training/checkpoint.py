@@ -42,6 +42,7 @@ class Restored:
     shuffle_key: jax.Array
     history: list[dict]
     config: TrainConfig
+    position: dict | None = None  # a step checkpoint's place in its epoch (see save)
 
 
 def _test_accuracy(metrics) -> float:
@@ -49,14 +50,17 @@ def _test_accuracy(metrics) -> float:
 
 
 class CheckpointStore:
-    def __init__(self, directory: str, keep: int = 3, *, read_only: bool = False):
+    """Epoch checkpoints (numbered by epoch; the latest `keep` plus the best by test accuracy), or with
+    `best=False` step checkpoints (numbered by global step; the latest `keep`), which also hold their
+    place in the epoch: the step reached and the epoch's running metrics."""
+
+    def __init__(self, directory: str, keep: int = 3, *, read_only: bool = False, best: bool = True):
         self.directory = os.path.abspath(directory)
         self._quarantine = self.directory + "-damaged"
         self._read_only = read_only
-        policy = pp.AnyPreservationPolicy([
-            pp.LatestN(n=keep),
-            pp.BestN(get_metric_fn=_test_accuracy, n=1),
-        ])
+        self._best = best
+        policies = [pp.LatestN(n=keep)] + ([pp.BestN(get_metric_fn=_test_accuracy, n=1)] if best else [])
+        policy = pp.AnyPreservationPolicy(policies)
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy,
             cleanup_tmp_directories=not read_only,  # removes what a killed save left behind
@@ -66,7 +70,7 @@ class CheckpointStore:
             save_interval_steps=0 if read_only else 1,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=("state", "history", "config"))
+                                              item_names=("state", "history", "config", "position"))
         # Orbax removes a killed save's temporary folders in a background thread; wait for it, so the
         # cleanup is done before anything is restored and cannot race the interpreter's exit.
         wait_cleanup = getattr(self._manager, "_maybe_await_cleanup_tmp_directory", None)
@@ -75,21 +79,32 @@ class CheckpointStore:
 
     # -- saving -------------------------------------------------------------------------------------
     def save(self, epoch: int, state: TrainState, shuffle_key: jax.Array, history: list[dict],
-             config: TrainConfig) -> float:
-        """Start saving epoch `epoch`; returns the seconds the call blocked (the write goes on behind)."""
+             config: TrainConfig, position: dict | None = None) -> float:
+        """Start saving; returns the seconds the call blocked (the write goes on behind).
+
+        An epoch checkpoint is numbered `epoch` (finished). A step checkpoint (`position` given: the
+        epoch in progress is `epoch`, `position["step"]` its steps done, plus its running metrics)
+        is numbered by the global step, `state.step`."""
         t0 = time.perf_counter()
         self._manager.wait_until_finished()  # normally long done: the last save had a whole epoch
         self._seal()
+        items = dict(state=ocp.args.StandardSave(_state_tree(state, shuffle_key, epoch)),
+                     history=ocp.args.JsonSave({"epochs": history}),
+                     config=ocp.args.JsonSave(config.to_dict()))
+        if position is not None:
+            items["position"] = ocp.args.JsonSave(position)
         self._manager.save(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_state_tree(state, shuffle_key, epoch)),
-                history=ocp.args.JsonSave({"epochs": history}),
-                config=ocp.args.JsonSave(config.to_dict()),
-            ),
-            metrics={"test_accuracy": history[-1]["test_accuracy"]},
+            epoch if position is None else int(jax.device_get(state.step)),
+            args=ocp.args.Composite(**items),
+            metrics={"test_accuracy": history[-1]["test_accuracy"]} if self._best else None,
         )
         return time.perf_counter() - t0
+
+    def delete_all(self) -> None:
+        """Remove every checkpoint of this store (after the saves under way are done)."""
+        self._manager.wait_until_finished()
+        for step in self.epochs():
+            self._manager.delete(step)
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
@@ -205,11 +220,11 @@ class CheckpointStore:
     def _restore_step(self, template: TrainState, step: int) -> Restored:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
                                 _state_tree(template, jax.random.key(0), 0))
-        out = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract),
-            history=ocp.args.JsonRestore(),
-            config=ocp.args.JsonRestore(),
-        ))
+        items = dict(state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore(),
+                     config=ocp.args.JsonRestore())
+        if not self._best:
+            items["position"] = ocp.args.JsonRestore()
+        out = self._manager.restore(step, args=ocp.args.Composite(**items))
         tree = out["state"]
         state = template.replace(params=tree["params"], batch_stats=tree["batch_stats"],
                                  opt_state=tree["opt_state"], step=tree["step"])
@@ -219,6 +234,7 @@ class CheckpointStore:
             shuffle_key=jax.random.wrap_key_data(tree["rng"]),
             history=list(out["history"]["epochs"]),
             config=TrainConfig.from_dict(dict(out["config"])),
+            position=dict(out["position"]) if not self._best else None,
         )
 
     def _move_aside(self, step: int) -> str:

@@ -122,26 +122,54 @@ class EpochResult:
     steps: int
 
 
+@dataclass
+class EpochPosition:
+    """Where an interrupted epoch stands: steps done, its running metrics (host values), seconds spent."""
+
+    step: int
+    metrics: dict
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"step": self.step, "seconds": self.seconds,
+                **{k: v.item() if hasattr(v, "item") else v for k, v in self.metrics.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "EpochPosition":
+        return cls(int(d["step"]), {k: d[k] for k in zero_metrics()}, float(d["seconds"]))
+
+
 def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *, batch_size: int,
-                image_size: int, dtype=jnp.float32, on_step: Callable | None = None, mesh: Mesh | None = None):
+                image_size: int, dtype=jnp.float32, on_step: Callable | None = None, mesh: Mesh | None = None,
+                start: EpochPosition | None = None, after_step: Callable | None = None):
     """One pass over `data` in the epoch's order, every example once (a smaller last batch if need be).
 
     Train accuracy is the running accuracy over the epoch's batches in train mode, as the
     reference reports it. `on_step(step, steps, metrics)` is for progress display only.
+    `start` continues an interrupted epoch where it stood (the same steps follow, so the epoch ends
+    as an uninterrupted one would). `after_step(position_fn, state, metrics)` runs on the host after
+    each step but the last is dispatched; it must not wait on the device unless it saves a step
+    checkpoint (`position_fn()` gives the EpochPosition to save), and it stops the epoch by raising.
     """
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - (start.seconds if start else 0.0)
     n = len(data)
     perm = epoch_permutation(shuffle_key, epoch, n)
     steps = math.ceil(n / batch_size)
     metrics = zero_metrics()
-    for s in range(steps):
-        start = s * batch_size
-        size = min(batch_size, n - start)
-        state, metrics = train_step(state, metrics, data.images, data.labels, perm, start, s,
+    if start is not None:
+        metrics = {k: jnp.asarray(start.metrics[k], v.dtype) for k, v in metrics.items()}
+    for s in range(start.step if start else 0, steps):
+        offset = s * batch_size
+        size = min(batch_size, n - offset)
+        state, metrics = train_step(state, metrics, data.images, data.labels, perm, offset, s,
                                     batch_size=size, image_size=image_size, dtype=dtype,
                                     sharding=batch_sharding(mesh, size))
         if on_step is not None:
             on_step(s + 1, steps, metrics)
+        if after_step is not None and s + 1 < steps:
+            def position(s=s, metrics=metrics):  # reads the device: only when a checkpoint is written
+                return EpochPosition(s + 1, jax.device_get(metrics), time.perf_counter() - t0)
+            after_step(position, state, metrics)
     m = jax.device_get(metrics)
     if m["bad_step"] != NO_BAD_STEP:
         raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, step {int(m['bad_step']) + 1} of {steps}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -20,12 +21,15 @@ from jaxresnet.data import load_subsets
 from jaxresnet.models import ARCHS
 from jaxresnet.plots import plot_accuracy
 from jaxresnet.training.checkpoint import CheckpointError, CheckpointStore
-from jaxresnet.training.loop import DeviceData, accuracy_percent, predict, train_epoch
+from jaxresnet.training.lock import WorkdirLock
+from jaxresnet.training.loop import DeviceData, EpochPosition, accuracy_percent, predict, train_epoch
 from jaxresnet.training.parallel import data_mesh, replicate
+from jaxresnet.training.preemption import Preempted, StopRequests
 from jaxresnet.training.progress import Progress
 from jaxresnet.training.state import create_train_state
 
 CHECKPOINT_DIR = "checkpoints"
+STEP_CHECKPOINT_DIR = "checkpoints-step"  # the latest mid-epoch checkpoint (preemption, --checkpoint-minutes)
 
 
 @dataclass
@@ -55,8 +59,8 @@ def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
     return init_key, shuffle_key
 
 
-def has_checkpoints(workdir: str) -> bool:
-    d = os.path.join(workdir, CHECKPOINT_DIR)
+def has_checkpoints(workdir: str, folder: str = CHECKPOINT_DIR) -> bool:
+    d = os.path.join(workdir, folder)
     return os.path.isdir(d) and any(name.isdigit() for name in os.listdir(d))
 
 
@@ -65,30 +69,47 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
     """Run (or continue) the experiment in `workdir`.
 
     An existing checkpoint in `workdir` is always continued, never silently overwritten; `resume=True`
-    additionally insists that there is one. Raises ConfigError / DataError for bad input.
+    additionally insists that there is one. A step checkpoint newer than the last epoch checkpoint
+    (a run stopped mid-epoch) is continued from its step. SIGTERM/SIGINT stop the run at the next
+    step with a step checkpoint and raise `Preempted`. Raises ConfigError / DataError for bad input,
+    WorkdirBusy when another run holds the workdir.
     """
     out, err = out or sys.stdout, err or sys.stderr
     if jax.process_index() != 0:  # multi-host: one process reports and writes the run's files
         out = err = open(os.devnull, "w")
     primary = jax.process_index() == 0
     config.validate()
-    ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
-    existing = has_checkpoints(workdir)
+    existing = has_checkpoints(workdir) or has_checkpoints(workdir, STEP_CHECKPOINT_DIR)
     if resume and not existing:
         raise ConfigError(f"--resume: no checkpoint to resume in {os.path.join(workdir, CHECKPOINT_DIR)}")
-    store = None
+    created = not os.path.exists(workdir)
+    try:  # the workdir's writability is the first thing checked: the run's results go there
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create --workdir {workdir}: {e.strerror or e}") from None
+    if not os.access(workdir, os.W_OK):
+        raise ConfigError(f"--workdir {workdir} is not writable")
+    lock = WorkdirLock(workdir).acquire() if primary else None  # WorkdirBusy: another run has it
+    store = steps_store = None
+    started = False
+
+    def open_stores():
+        return (CheckpointStore(os.path.join(workdir, CHECKPOINT_DIR), keep=config.keep),
+                CheckpointStore(os.path.join(workdir, STEP_CHECKPOINT_DIR), keep=1, best=False))
+
     try:
         if existing:  # refuse a changed experiment before spending time on data
-            store = CheckpointStore(ckpt_dir, keep=config.keep)
-            saved = store.saved_config()
+            store, steps_store = open_stores()
+            saved = store.saved_config() or steps_store.saved_config()
             problem = resume_mismatch(saved, config) if saved is not None else None
             if problem:
                 raise ConfigError(f"cannot resume {workdir}: {problem}")
 
         train, test = load_subsets(config.data_dir, config.download, config.train_per_class,
                                    config.test_per_class, config.seed, config.data_cache)
-        os.makedirs(workdir, exist_ok=True)  # only once the data is there: a failed start leaves nothing
-        store = store or CheckpointStore(ckpt_dir, keep=config.keep)
+        started = True
+        if store is None:  # a new run writes nothing before its data is there
+            store, steps_store = open_stores()
         mesh = data_mesh() if jax.device_count() > 1 else None  # data parallel over every device
         train_d, test_d = DeviceData.put(train, mesh), DeviceData.put(test, mesh)
         dtype = compute_dtype(config)
@@ -96,12 +117,17 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
         state = create_train_state(build_model(config), init_key, config.resize, config.lr, config.momentum)
 
         history: list[dict] = []
-        start = 0
-        restored = store.restore(state) if existing else None
+        start, position = 0, None
+        restored = _restore(store, steps_store, state) if existing else None
         if restored is not None:
             state, shuffle_key, history, start = (restored.state, restored.shuffle_key,
                                                   restored.history, restored.epoch)
-            print(f"Resuming {workdir} after epoch {start} of {config.epochs}", file=err)
+            if restored.position is not None:  # stopped inside epoch `restored.epoch`
+                position = EpochPosition.from_json(restored.position)
+                start -= 1
+                print(f"Resuming {workdir} at epoch {start + 1}, step {position.step}", file=err)
+            else:
+                print(f"Resuming {workdir} after epoch {start} of {config.epochs}", file=err)
             if start >= config.epochs:
                 print(f"The run is already complete at epoch {start}; raise --epochs to continue it.",
                       file=err)
@@ -109,28 +135,69 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
 
         if primary:
             write_config(workdir, config, framework="jax")
-        for epoch in range(start + 1, config.epochs + 1):
-            bar = Progress(epoch, config.epochs, config.batch_size, err, enabled=progress)
-            state, result = train_epoch(state, train_d, shuffle_key, epoch, batch_size=config.batch_size,
-                                        image_size=config.resize, dtype=dtype, on_step=bar, mesh=mesh)
-            bar.close()
-            t_eval = time.perf_counter()
-            preds = predict(state, test_d, config.resize, config.eval_batch_size, dtype, mesh)
-            test_acc = accuracy_percent(int((preds == test.labels).sum()), len(test))
-            eval_s = time.perf_counter() - t_eval
-            print_epoch(out, epoch, config.epochs, result.train_accuracy, test_acc)
-            history.append(epoch_record(epoch, result.train_accuracy, test_acc, result.train_loss,
-                                        result.seconds + eval_s, result.seconds, len(train)))
-            if primary:
-                write_outputs(workdir, history)
-            if epoch % config.save_every == 0 or epoch == config.epochs:
-                store.save(epoch, state, shuffle_key, history, config)
+        with StopRequests() as stop:
+            last_save = time.monotonic()
+            for epoch in range(start + 1, config.epochs + 1):
+
+                def after_step(where, state, metrics, epoch=epoch):
+                    nonlocal last_save
+                    due = config.checkpoint_minutes > 0 and \
+                        time.monotonic() - last_save >= 60 * config.checkpoint_minutes
+                    if stop.signum is None and not due:
+                        return
+                    here = where()
+                    steps_store.save(epoch, state, shuffle_key, history, config, position=here.to_json())
+                    last_save = time.monotonic()
+                    if stop.signum is not None:
+                        raise Preempted(stop.signum, f"in epoch {epoch} after step {here.step}; "
+                                                     f"saved in {steps_store.directory}")
+
+                bar = Progress(epoch, config.epochs, config.batch_size, err, enabled=progress)
+                state, result = train_epoch(state, train_d, shuffle_key, epoch, batch_size=config.batch_size,
+                                            image_size=config.resize, dtype=dtype, on_step=bar, mesh=mesh,
+                                            start=position, after_step=after_step)
+                position = None
+                bar.close()
+                t_eval = time.perf_counter()
+                preds = predict(state, test_d, config.resize, config.eval_batch_size, dtype, mesh)
+                test_acc = accuracy_percent(int((preds == test.labels).sum()), len(test))
+                eval_s = time.perf_counter() - t_eval
+                print_epoch(out, epoch, config.epochs, result.train_accuracy, test_acc)
+                history.append(epoch_record(epoch, result.train_accuracy, test_acc, result.train_loss,
+                                            result.seconds + eval_s, result.seconds, len(train)))
+                if primary:
+                    write_outputs(workdir, history)
+                stopping = stop.signum is not None and epoch < config.epochs
+                if epoch % config.save_every == 0 or epoch == config.epochs or stopping:
+                    store.save(epoch, state, shuffle_key, history, config)
+                    last_save = time.monotonic()
+                    if steps_store.epochs():  # superseded by this epoch's checkpoint
+                        store.wait()
+                        steps_store.delete_all()
+                if stopping:
+                    raise Preempted(stop.signum, f"after epoch {epoch}; saved in {store.directory}")
         if primary:
             write_outputs(workdir, history)
         return RunResult(workdir, history, state)
     finally:
-        if store is not None:
-            store.close()  # saves are complete before the process can exit
+        for s in (steps_store, store):
+            if s is not None:
+                s.close()  # saves are complete before the process can exit
+        if lock is not None:
+            lock.release()
+        if created and not started:  # a failed start leaves nothing behind
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _restore(store: CheckpointStore, steps_store: CheckpointStore, template):
+    """The newest of: the latest epoch checkpoint, and a step checkpoint inside the epoch after it."""
+    restored = store.restore(template)
+    latest_epoch = restored.epoch if restored is not None else 0
+    if steps_store.epochs():
+        inside = steps_store.restore(template)
+        if inside is not None and inside.epoch == latest_epoch + 1:
+            return inside
+    return restored
 
 
 def load_checkpoint(workdir: str, which: str | int = "latest"):
