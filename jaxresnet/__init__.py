@@ -11,7 +11,7 @@ The tree, by job (each subpackage's docstring says what goes where):
   reached only through its package door.
 - `pytorch/`: everything that imports torch: the reference network, the baseline, converters.
 - `cli/`: the scripts' flag parsing and exit statuses; `tools/`: evaluate, compare, benchmark.
-- `plots`: the figures (accuracy curves, confusion matrix, comparisons).
+- `plots`: the figures (accuracy curves, confusion matrix, comparisons); `checksums`: file CRC32s.
 
 The core (config, models, data, training) imports neither torch nor native code of its own: the
 models ask `jaxresnet.native` whether its kernels can run and use XLA's own ops otherwise.

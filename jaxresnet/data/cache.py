@@ -20,12 +20,12 @@ import os
 import shutil
 import sys
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from jaxresnet.checksums import crc32
 from jaxresnet.data.split import DataError, Split
 
 OFF = "off"
@@ -45,14 +45,6 @@ def resolve_root(root: str | None) -> Path | None:
 
 def subset_name(per_class: int | None, seed: int) -> str:
     return "all" if per_class is None else f"{per_class}-per-class-seed{seed}"
-
-
-def _crc32(path: Path) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            crc = zlib.crc32(chunk, crc)
-    return crc
 
 
 def cached_versions(root: Path, source: str, dataset: str) -> list[str]:
@@ -87,7 +79,7 @@ def read(folder: Path) -> Split:
         if path.stat().st_size != size:
             raise DataError(f"data cache entry {folder} is damaged: {name} has {path.stat().st_size} bytes, "
                             f"{size} were written")
-        if _crc32(path) != crc:
+        if crc32(path) != crc:
             raise DataError(f"data cache entry {folder} is damaged: {name} has changed since it was written")
     images, labels = np.load(folder / "images.npy"), np.load(folder / "labels.npy")
     images.flags.writeable = labels.flags.writeable = False
@@ -102,7 +94,7 @@ def write(folder: Path, split: Split, info: dict) -> None:
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
         np.save(tmp / "images.npy", np.ascontiguousarray(split.images, np.uint8))
         np.save(tmp / "labels.npy", np.ascontiguousarray(split.labels, np.int32))
-        files = {name: [(tmp / name).stat().st_size, _crc32(tmp / name)] for name in FILES}
+        files = {name: [(tmp / name).stat().st_size, crc32(tmp / name)] for name in FILES}
         meta = {**info, "count": len(split), "image_shape": list(split.images.shape[1:]), "files": files}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         if folder.exists():

@@ -19,7 +19,6 @@ import os
 import shutil
 import sys
 import time
-import zlib
 from dataclasses import dataclass
 
 import jax
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from jaxresnet.checksums import crc32
 from jaxresnet.config import TrainConfig
 from jaxresnet.training.state import TrainState
 
@@ -144,7 +144,7 @@ class CheckpointStore:
             if actual != size:
                 raise CheckpointError(f"checkpoint {folder} is damaged: {rel} has {actual} bytes, "
                                       f"{size} were saved")
-            if _crc32(path) != crc:
+            if crc32(path) != crc:
                 raise CheckpointError(f"checkpoint {folder} is damaged: {rel} has changed since it was saved")
 
     # -- restoring ----------------------------------------------------------------------------------
@@ -248,14 +248,6 @@ class CheckpointStore:
 MANIFEST = "jaxresnet_manifest.json"
 
 
-def _crc32(path: str) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            crc = zlib.crc32(chunk, crc)
-    return crc
-
-
 def _write_manifest(folder: str, manifest: str) -> None:
     entries = {}
     for root, _, files in os.walk(folder):
@@ -263,7 +255,7 @@ def _write_manifest(folder: str, manifest: str) -> None:
             path = os.path.join(root, name)
             rel = os.path.relpath(path, folder)
             if rel != MANIFEST:
-                entries[rel] = (os.path.getsize(path), _crc32(path))
+                entries[rel] = (os.path.getsize(path), crc32(path))
     tmp = manifest + ".tmp"
     with open(tmp, "w") as f:
         json.dump(entries, f, indent=0, sort_keys=True)
