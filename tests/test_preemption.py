@@ -69,7 +69,7 @@ def test_a_signal_mid_epoch_saves_the_step_and_the_rerun_ends_bit_for_bit(
     workdir = tmp_path / "stopped"
     code, stderr = _interrupt(data_dir, workdir, xla_cache, sig, epoch, 4)
     assert code == status, stderr[-3000:]
-    last = stderr.strip().splitlines()[-1]
+    last = stderr.strip().splitlines()[-1].split("\x1b[K")[-1]  # as shown: the bar's line is cleared first
     assert re.fullmatch(rf"train\.py: stopped by {sig.name} in epoch {epoch} after step \d+; saved in "
                         rf"{re.escape(str(workdir))}/checkpoints-step; run the same command again to continue "
                         rf"\(or --resume --workdir {re.escape(str(workdir))}\)", last), last

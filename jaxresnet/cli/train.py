@@ -66,15 +66,15 @@ def main(argv: list[str]) -> int:
     workdir = args.workdir or default_workdir(f"{config.arch}-r{config.resize}-s{config.seed}")
     quiet_libraries()
     enable_compilation_cache()
+    if args.distributed:  # before anything asks JAX for its devices (the checks below do)
+        import jax
+
+        jax.distributed.initialize()  # cluster settings from the environment (SLURM, TPU, JAX_COORDINATOR_ADDRESS...)
     check_native(parser, config.conv_impl, config.norm_impl)
     from jaxresnet.training import memory
 
     if error := memory.check(config):
         parser.error(error)
-    if args.distributed:
-        import jax
-
-        jax.distributed.initialize()  # cluster settings from the environment (SLURM, TPU, JAX_COORDINATOR_ADDRESS...)
     try:
         train_run(config, workdir, resume=args.resume, progress=args.progress)
     except (ConfigError, DataError, CheckpointError, WorkdirBusy) as e:
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
               f"Checkpoints up to the last good epoch are in {workdir}", file=sys.stderr)
         return 1
     except Preempted as e:
-        print(f"\ntrain.py: {e}; run the same command again to continue (or --resume --workdir {workdir})",
+        print(f"train.py: {e}; run the same command again to continue (or --resume --workdir {workdir})",
               file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:

@@ -153,11 +153,13 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                                                      f"saved in {steps_store.directory}")
 
                 bar = Progress(epoch, config.epochs, config.batch_size, err, enabled=progress)
-                state, result = train_epoch(state, train_d, shuffle_key, epoch, batch_size=config.batch_size,
-                                            image_size=config.resize, dtype=dtype, on_step=bar, mesh=mesh,
-                                            start=position, after_step=after_step)
+                try:
+                    state, result = train_epoch(state, train_d, shuffle_key, epoch, batch_size=config.batch_size,
+                                                image_size=config.resize, dtype=dtype, on_step=bar, mesh=mesh,
+                                                start=position, after_step=after_step)
+                finally:
+                    bar.close()  # also on a stop: the message that follows gets a clean line
                 position = None
-                bar.close()
                 t_eval = time.perf_counter()
                 preds = predict(state, test_d, config.resize, config.eval_batch_size, dtype, mesh)
                 test_acc = accuracy_percent(int((preds == test.labels).sum()), len(test))
