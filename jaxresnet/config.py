@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from jaxresnet.models.layers import CONV_IMPLS, INITS, NORM_IMPLS
 from jaxresnet.models import ARCHS
 
-DTYPES = ("float32", "bfloat16")
+# float64 is a numerical reference, not a way to train: parameters, activations and statistics in
+# double precision (CPU; JAX's 64-bit mode must be on), where rounding cannot hide a sharding or
+# multi-process bug (tests/test_distributed.py).
+DTYPES = ("float32", "bfloat16", "float64")
 
 
 class ConfigError(ValueError):

@@ -77,6 +77,11 @@ def test_evaluate_scores_a_checkpoint(cli_run, run_script, data_dir):
     (["--workdir", "/dev/null/run"], "cannot create --workdir /dev/null/run: Not a directory"),
     (["--resize", "100000"], "a step at --resize 100000 with --batch-size 32 / --eval-batch-size 500 needs about"),
     (["--resize", "4096", "--batch-size", "64"], "of memory, and"),
+    (["--num-processes", "2", "--process-id", "2"], "--process-id must be below --num-processes (2), got 2"),
+    (["--num-processes", "0"], "--num-processes must be an integer >= 1, got 0"),
+    (["--coordinator", "node0"], "--coordinator must be HOST:PORT (process 0's address), got 'node0'"),
+    (["--dtype", "float64", "--norm-impl", "fused"], "--norm-impl fused is float32 only"),
+    (["--distributed"], "--distributed: cannot join the processes: "),
 ])
 def test_bad_flags_exit_2_with_one_line(run_script, args, message):
     proc = run_script("train.py", *args)

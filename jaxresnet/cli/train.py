@@ -34,8 +34,14 @@ def build_parser() -> ArgumentParser:
                         "(default %(default)s; 0: never); SIGTERM/SIGINT always save one")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --workdir from its latest complete checkpoint")
-    p.add_argument("--distributed", action="store_true",
-                   help="multi-host: call jax.distributed.initialize() first (run the same command on every host)")
+    g = p.add_argument_group("several processes (data parallel over all their devices; README: Many processes)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join a multi-process run (jax.distributed.initialize); run the same command in every "
+                        "process; settings not given below come from the cluster (SLURM, ...)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="process 0's address, the same in every process (implies --distributed)")
+    g.add_argument("--num-processes", type=int, default=None, help="how many processes (implies --distributed)")
+    g.add_argument("--process-id", type=int, default=None, help="this process's number, 0..N-1 (implies --distributed)")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="force the progress bar on (default: only on a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -57,19 +63,28 @@ def main(argv: list[str]) -> int:
     from jaxresnet.training.loop import NonFiniteLoss
     from jaxresnet.training.compile_cache import enable_compilation_cache
 
-    fields = {k: v for k, v in vars(args).items() if k not in ("workdir", "resume", "progress", "distributed")}
+    fields = {k: v for k, v in vars(args).items() if k not in ("workdir", "resume", "progress") + PROCESS_FLAGS}
     config = TrainConfig(**fields)
     try:
         config.validate()
     except ConfigError as e:
         parser.error(str(e))
+    if error := process_flags_error(args):
+        parser.error(error)
     workdir = args.workdir or default_workdir(f"{config.arch}-r{config.resize}-s{config.seed}")
     quiet_libraries()
     enable_compilation_cache()
-    if args.distributed:  # before anything asks JAX for its devices (the checks below do)
-        import jax
+    import jax
 
-        jax.distributed.initialize()  # cluster settings from the environment (SLURM, TPU, JAX_COORDINATOR_ADDRESS...)
+    if config.dtype == "float64":  # the numerical reference: JAX's 64-bit mode, before any array exists
+        jax.config.update("jax_enable_x64", True)
+    if args.distributed:  # before anything asks JAX for its devices (the checks below do)
+        from jaxresnet.training.parallel import initialize_processes
+
+        try:
+            initialize_processes(args.coordinator, args.num_processes, args.process_id)
+        except (RuntimeError, ValueError) as e:  # no cluster found, coordinator unreachable, ...
+            parser.error(f"--distributed: cannot join the processes: {str(e).strip().splitlines()[0][:300]}")
     check_native(parser, config.conv_impl, config.norm_impl)
     from jaxresnet.training import memory
 
@@ -90,8 +105,30 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"\ntrain.py: interrupted; continue with --resume --workdir {workdir}", file=sys.stderr)
         return 130
-    print(f"Outputs in {workdir}", file=sys.stderr)
+    if jax.process_index() == 0:  # one process reports for the run
+        print(f"Outputs in {workdir}", file=sys.stderr)
     return 0
+
+
+PROCESS_FLAGS = ("distributed", "coordinator", "num_processes", "process_id")
+
+
+def process_flags_error(args) -> str | None:
+    """Check the multi-process flags (any of them implies --distributed) before JAX starts."""
+    if args.coordinator is not None or args.num_processes is not None or args.process_id is not None:
+        args.distributed = True
+    if args.num_processes is not None and args.num_processes < 1:
+        return f"--num-processes must be an integer >= 1, got {args.num_processes}"
+    if args.process_id is not None:
+        if args.process_id < 0:
+            return f"--process-id must be an integer >= 0, got {args.process_id}"
+        if args.num_processes is not None and args.process_id >= args.num_processes:
+            return f"--process-id must be below --num-processes ({args.num_processes}), got {args.process_id}"
+    if args.coordinator is not None:
+        host, _, port = args.coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return f"--coordinator must be HOST:PORT (process 0's address), got {args.coordinator!r}"
+    return None
 
 
 def check_native(parser, conv_impl: str, norm_impl: str) -> None:

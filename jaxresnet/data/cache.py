@@ -15,6 +15,7 @@ process leaves no half entry. The root: --data-cache DIR, else $JAXRESNET_DATA_C
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -103,6 +104,8 @@ def write(folder: Path, split: Split, info: dict) -> None:
     except OSError as e:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and folder.is_dir():
+            return  # another process (a multi-process run) wrote the same entry first
         print(f"warning: cannot write the data cache at {folder} ({e.strerror or e}); continuing without it",
               file=sys.stderr)
 

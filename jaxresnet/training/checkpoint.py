@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
@@ -120,7 +120,7 @@ class CheckpointStore:
     # then flood stderr. Each finished checkpoint gets a manifest of its files' sizes and CRC32s, so
     # damage is found first, and named.
     def _seal(self) -> None:
-        if self._read_only:
+        if self._read_only or jax.process_index() != 0:  # one process writes the run's files
             return
         for step in self.epochs():
             folder = os.path.join(self.directory, str(step))
@@ -263,14 +263,24 @@ def _write_manifest(folder: str, manifest: str) -> None:
 
 
 def _state_tree(state: TrainState, shuffle_key: jax.Array, epoch: int) -> dict:
+    # The small values go where the parameters are (replicated over the mesh with several devices or
+    # processes), so every process saves and restores the same global arrays.
+    where = jax.tree.leaves(state.params)[0].sharding
     return {
         "params": state.params,
         "batch_stats": state.batch_stats,
         "opt_state": state.opt_state,
-        "step": state.step,
-        "epoch": jnp.asarray(epoch, jnp.int32),
-        "rng": jax.random.key_data(shuffle_key),
+        "step": _placed(state.step, where, np.int32),
+        "epoch": _placed(epoch, where, np.int32),
+        "rng": _placed(jax.random.key_data(shuffle_key), where, np.uint32),
     }
+
+
+def _placed(value, sharding, dtype) -> jax.Array:
+    if isinstance(value, jax.Array) and value.sharding == sharding and value.dtype == dtype:
+        return value
+    host = np.asarray(value, dtype)  # the same on every process
+    return jax.make_array_from_callback(host.shape, sharding, lambda i: host[i])
 
 
 def _first_line(e: BaseException) -> str:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from jaxresnet.data import Split, preprocess
-from jaxresnet.training.parallel import constrain, batch_sharding, replicate
+from jaxresnet.training.parallel import batch_sharding, constrain, replicate, replicated
 from jaxresnet.training.state import TrainState, cross_entropy
 
 NO_BAD_STEP = np.iinfo(np.int32).max
@@ -76,7 +76,8 @@ def predict_step(state: TrainState, images, idx, *, image_size: int, dtype=jnp.f
     idx = constrain(idx, sharding)
     x = constrain(preprocess(images[idx], image_size, dtype), sharding)
     logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x, train=False)
-    return jnp.argmax(logits, -1).astype(jnp.int32)
+    # Gathered on every device: with several processes, each reads the whole batch's predictions.
+    return constrain(jnp.argmax(logits, -1).astype(jnp.int32), replicated(sharding))
 
 
 @dataclass
@@ -147,9 +148,10 @@ def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *,
     Train accuracy is the running accuracy over the epoch's batches in train mode, as the
     reference reports it. `on_step(step, steps, metrics)` is for progress display only.
     `start` continues an interrupted epoch where it stood (the same steps follow, so the epoch ends
-    as an uninterrupted one would). `after_step(position_fn, state, metrics)` runs on the host after
-    each step but the last is dispatched; it must not wait on the device unless it saves a step
-    checkpoint (`position_fn()` gives the EpochPosition to save), and it stops the epoch by raising.
+    as an uninterrupted one would). `after_step(position_fn, state, metrics, last)` runs on the host
+    after each step is dispatched (`last`: the epoch's final step); it must not wait on the device
+    unless it saves a step checkpoint (`position_fn()` gives the EpochPosition to save), and it stops
+    the epoch by raising.
     """
     t0 = time.perf_counter() - (start.seconds if start else 0.0)
     n = len(data)
@@ -166,10 +168,10 @@ def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *,
                                     sharding=batch_sharding(mesh, size))
         if on_step is not None:
             on_step(s + 1, steps, metrics)
-        if after_step is not None and s + 1 < steps:
+        if after_step is not None:
             def position(s=s, metrics=metrics):  # reads the device: only when a checkpoint is written
                 return EpochPosition(s + 1, jax.device_get(metrics), time.perf_counter() - t0)
-            after_step(position, state, metrics)
+            after_step(position, state, metrics, s + 1 == steps)
     m = jax.device_get(metrics)
     if m["bad_step"] != NO_BAD_STEP:
         raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, step {int(m['bad_step']) + 1} of {steps}")

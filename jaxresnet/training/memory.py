@@ -22,7 +22,7 @@ ARCH_SCALE = {"resnet18": 0.6, "resnet34": 1.0, "resnet50": 2.5}
 def step_bytes(config: TrainConfig) -> int:
     """The larger of a training and a scoring step's working memory, estimated."""
     pixels = config.resize * config.resize
-    scale = ARCH_SCALE.get(config.arch, 1.0) * (0.6 if config.dtype == "bfloat16" else 1.0)
+    scale = ARCH_SCALE.get(config.arch, 1.0) * {"bfloat16": 0.6, "float64": 2.0}.get(config.dtype, 1.0)
     train = config.batch_size * pixels * TRAIN_BYTES_PER_PIXEL * scale
     score = config.eval_batch_size * pixels * EVAL_BYTES_PER_PIXEL * scale
     return int(max(train, score))
@@ -30,7 +30,7 @@ def step_bytes(config: TrainConfig) -> int:
 
 def available_bytes() -> int | None:
     """Free memory of the first device where it reports it, else the machine's available memory."""
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}  # this process's own device
     if "bytes_limit" in stats:
         return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
     try:
@@ -53,7 +53,7 @@ def check(config: TrainConfig) -> str | None:
         return None
     return (f"a step at --resize {config.resize} with --batch-size {config.batch_size} / --eval-batch-size "
             f"{config.eval_batch_size} needs about {_gb(need)} of memory, and {_gb(have)} is available on "
-            f"{jax.devices()[0].platform}; lower --resize or the batch sizes")
+            f"{jax.local_devices()[0].platform}; lower --resize or the batch sizes")
 
 
 def _gb(n: float) -> str:

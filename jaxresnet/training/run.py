@@ -24,7 +24,7 @@ from jaxresnet.training.checkpoint import CheckpointError, CheckpointStore
 from jaxresnet.training.lock import WorkdirLock
 from jaxresnet.training.loop import DeviceData, EpochPosition, accuracy_percent, predict, train_epoch
 from jaxresnet.training.parallel import data_mesh, replicate
-from jaxresnet.training.preemption import Preempted, StopRequests
+from jaxresnet.training.preemption import Preempted, stop_requests
 from jaxresnet.training.progress import Progress
 from jaxresnet.training.state import create_train_state
 
@@ -41,7 +41,9 @@ class RunResult:
 
 @functools.lru_cache(maxsize=8)
 def _model(arch, dtype, init, conv_impl, norm_impl):
-    return ARCHS[arch](num_classes=10, dtype=dtype, weight_init=init, conv_impl=conv_impl, norm_impl=norm_impl)
+    param_dtype = jnp.float64 if dtype == jnp.float64 else jnp.float32  # float64: the reference mode
+    return ARCHS[arch](num_classes=10, dtype=dtype, param_dtype=param_dtype, weight_init=init, conv_impl=conv_impl,
+                       norm_impl=norm_impl)
 
 
 def build_model(config: TrainConfig):
@@ -50,7 +52,14 @@ def build_model(config: TrainConfig):
 
 
 def compute_dtype(config: TrainConfig):
-    return jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
+    return {"bfloat16": jnp.bfloat16, "float64": jnp.float64}.get(config.dtype, jnp.float32)
+
+
+def check_precision(config: TrainConfig) -> None:
+    """float64 needs JAX's 64-bit mode, which only the process's start may switch on (the CLI does)."""
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ConfigError("--dtype float64 needs JAX's 64-bit mode: set JAX_ENABLE_X64=1 "
+                          "(scripts/train.py does it for you)")
 
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -79,6 +88,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
         out = err = open(os.devnull, "w")
     primary = jax.process_index() == 0
     config.validate()
+    check_precision(config)
     existing = has_checkpoints(workdir) or has_checkpoints(workdir, STEP_CHECKPOINT_DIR)
     if resume and not existing:
         raise ConfigError(f"--resume: no checkpoint to resume in {os.path.join(workdir, CHECKPOINT_DIR)}")
@@ -114,7 +124,9 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
         train_d, test_d = DeviceData.put(train, mesh), DeviceData.put(test, mesh)
         dtype = compute_dtype(config)
         init_key, shuffle_key = seed_keys(config.seed)
-        state = create_train_state(build_model(config), init_key, config.resize, config.lr, config.momentum)
+        # Replicated before a restore: with several processes, orbax restores into the template's sharding.
+        state = replicate(create_train_state(build_model(config), init_key, config.resize, config.lr,
+                                             config.momentum), mesh)
 
         history: list[dict] = []
         start, position = 0, None
@@ -131,19 +143,24 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
             if start >= config.epochs:
                 print(f"The run is already complete at epoch {start}; raise --epochs to continue it.",
                       file=err)
-        state = replicate(state, mesh)
+        shuffle_key = replicate(shuffle_key, mesh)  # its permutations feed steps on every device
 
         if primary:
             write_config(workdir, config, framework="jax")
-        with StopRequests() as stop:
+        with stop_requests() as stop:
             last_save = time.monotonic()
+            step_id = int(jax.device_get(state.step))  # the global step, counted alike by every process
             for epoch in range(start + 1, config.epochs + 1):
 
-                def after_step(where, state, metrics, epoch=epoch):
-                    nonlocal last_save
-                    due = config.checkpoint_minutes > 0 and \
-                        time.monotonic() - last_save >= 60 * config.checkpoint_minutes
-                    if stop.signum is None and not due:
+                def after_step(where, state, metrics, last, epoch=epoch):
+                    nonlocal last_save, step_id
+                    step_id += 1
+                    stopping = stop.requested(step_id)
+                    if last:  # the epoch's own checkpoint follows, and acts on a stop
+                        return
+                    due = stop.agree(config.checkpoint_minutes > 0 and
+                                     time.monotonic() - last_save >= 60 * config.checkpoint_minutes, step_id)
+                    if not stopping and not due:
                         return
                     here = where()
                     steps_store.save(epoch, state, shuffle_key, history, config, position=here.to_json())
@@ -187,7 +204,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                 s.close()  # saves are complete before the process can exit
         if lock is not None:
             lock.release()
-        if created and not started:  # a failed start leaves nothing behind
+        if created and not started and primary:  # a failed start leaves nothing behind
             shutil.rmtree(workdir, ignore_errors=True)
 
 
