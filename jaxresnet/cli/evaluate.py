@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
     from jaxresnet.training.run import CHECKPOINT_DIR, has_checkpoints
 
     quiet_libraries()
+    enable_run_precision(args.workdir)
     if not has_checkpoints(args.workdir):
         parser.error(f"no checkpoints in {os.path.join(args.workdir, CHECKPOINT_DIR)}")
     try:
@@ -47,3 +48,19 @@ def main(argv: list[str]) -> int:
     print(report.text())
     print(f"Confusion matrix: {report.figure}", file=sys.stderr)
     return 0
+
+
+def enable_run_precision(workdir: str) -> None:
+    """A float64 run's checkpoints restore only in JAX's 64-bit mode, switched on before any array exists."""
+    import json
+    import os
+
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            dtype = json.load(f).get("dtype")
+    except (OSError, ValueError):
+        return
+    if dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)

@@ -236,6 +236,10 @@ def load_checkpoint(workdir: str, which: str | int = "latest"):
         except Exception as e:
             raise CheckpointError(f"checkpoint {os.path.join(store.directory, str(epoch))} is damaged: "
                                   f"{type(e).__name__}") from e
+        try:
+            check_precision(config)
+        except ConfigError as e:
+            raise CheckpointError(str(e)) from None
         template = create_train_state(build_model(config), seed_keys(config.seed)[0], config.resize,
                                       config.lr, config.momentum)
         return store.restore(template, epoch, fallback=False)
