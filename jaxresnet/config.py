@@ -39,6 +39,7 @@ class TrainConfig:
     save_every: int = 1
     keep: int = 3
     checkpoint_minutes: float = 10.0  # a step checkpoint inside an epoch this often (0: never)
+    steps_per_call: int = 0  # training steps per jitted call (a lax.scan); 0: auto, 1 on CPU
     data_dir: str | None = None
     download: bool = True
     data_cache: str | None = None  # decoded-data cache folder (None: the default; "off": none)
@@ -54,6 +55,7 @@ class TrainConfig:
         _at_least("--save-every", self.save_every, 1)
         _at_least("--keep", self.keep, 1)
         _at_least("--seed", self.seed, 0)
+        _at_least("--steps-per-call", self.steps_per_call, 0)
         if not (isinstance(self.checkpoint_minutes, (int, float)) and 0 <= self.checkpoint_minutes < float("inf")):
             raise ConfigError(f"--checkpoint-minutes must be a number >= 0 (0: never), got {self.checkpoint_minutes}")
         if self.seed >= 2**31:
@@ -85,7 +87,7 @@ class TrainConfig:
 
 # Fields a resumed run may change; every other field defines the experiment.
 RESUMABLE_CHANGES = ("epochs", "conv_impl", "norm_impl", "eval_batch_size", "save_every", "keep", "data_dir", "download",
-                     "data_cache", "checkpoint_minutes")
+                     "data_cache", "checkpoint_minutes", "steps_per_call")
 
 
 def flag(name: str) -> str:

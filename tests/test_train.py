@@ -80,3 +80,41 @@ def test_torch_baseline_sees_the_same_batches():
         np.testing.assert_array_equal(epoch_order(7, epoch, 50),
                                       np.asarray(epoch_permutation(seed_keys(7)[1], epoch, 50)))
     assert not np.array_equal(epoch_order(7, 1, 50), epoch_order(8, 1, 50))
+
+
+def test_several_steps_per_call_train_exactly_as_one_per_call():
+    """`chunk` runs full steps as one lax.scan; the remainder and the smaller last batch one by one.
+    On CPU the scan's body compiles to the same arithmetic: the parameters come out bit for bit."""
+    rng = np.random.default_rng(0)
+    data = DeviceData.put(Split(rng.integers(0, 256, (45, 32, 32, 3), dtype=np.uint8),
+                                rng.integers(0, 10, 45).astype(np.int32)))
+    model = ResNet18(num_classes=10)
+    runs = {}
+    for chunk in (1, 2, 4):
+        seen, after = [], []
+        state = create_train_state(model, jax.random.key(0), 16, 0.01, 0.9)
+        state, result = train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16, chunk=chunk,
+                                    on_step=lambda s, n, m: seen.append((s, n)),
+                                    after_step=lambda pos, st, m, last, done: after.append((pos().step, last, done)))
+        runs[chunk] = (jax.device_get(state.params), result, seen, after, int(state.step))
+    one = runs[1]
+    assert one[2] == [(s, 5) for s in range(1, 6)]
+    # 4 full steps and a last batch of 5: chunks of 2 give 2+2+1 calls, of 4 give 4+1
+    assert runs[2][2] == [(2, 5), (4, 5), (5, 5)] and runs[4][2] == [(4, 5), (5, 5)]
+    assert runs[2][3] == [(2, False, 2), (4, False, 2), (5, True, 1)]
+    for chunk in (2, 4):
+        params, result, _, _, steps = runs[chunk]
+        assert steps == 5
+        assert result.train_loss == one[1].train_loss and result.train_accuracy == one[1].train_accuracy
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(one[0])):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_steps_per_call_auto_is_one_on_cpu_and_a_divisor_of_the_epoch_elsewhere(monkeypatch):
+    from jaxresnet.training import loop
+
+    assert loop.steps_per_call(0, 156) == 1  # this CPU
+    assert loop.steps_per_call(8, 156) == 8 and loop.steps_per_call(500, 156) == 156
+    monkeypatch.setattr(loop.jax, "default_backend", lambda: "gpu")
+    assert loop.steps_per_call(0, 156) == 13  # 5,000 images in batches of 32: 156 full steps = 12 x 13
+    assert loop.steps_per_call(0, 97) == 1  # a prime count: one program per step count is kept

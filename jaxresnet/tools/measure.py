@@ -42,6 +42,9 @@ class Plan:
     warmup: int
     reference: TrainConfig
     parity_seeds: tuple[int, ...]
+    # steps per jitted call compared at (resize, batch, steps per epoch): per-step dispatch against a scan
+    dispatch: tuple[int, int, int] = (32, 32, 32)
+    dispatch_chunks: tuple[int, ...] = (1, 16)
 
 
 def plan(quick: bool, on_gpu: bool, data_dir, data_cache) -> Plan:
@@ -49,11 +52,12 @@ def plan(quick: bool, on_gpu: bool, data_dir, data_cache) -> Plan:
     if quick:
         return Plan((32,), ("float32", "bfloat16"), (32,), steps=2, reps=1, warmup=1,
                     reference=TrainConfig(resize=32, epochs=2, train_per_class=10, test_per_class=10, **data),
-                    parity_seeds=(0,))
+                    parity_seeds=(0,), dispatch=(32, 8, 4), dispatch_chunks=(1, 4))
     large = 256 if on_gpu else 128
     return Plan((32, 64, 128), ("float32", "bfloat16"), (32, large), steps=10 if on_gpu else 3,
                 reps=3 if on_gpu else 2, warmup=2 if on_gpu else 1,
-                reference=TrainConfig(resize=128, epochs=10, **data), parity_seeds=(0, 1, 2))
+                reference=TrainConfig(resize=128, epochs=10, **data), parity_seeds=(0, 1, 2),
+                dispatch=(128, 32, 64) if on_gpu else (32, 32, 32))
 
 
 class CompileClock:
@@ -106,6 +110,36 @@ def benchmark_matrix(p: Plan, torch_too: bool, log, rows: list) -> None:
                 r = run("resnet34", resize, batch, dtype, "auto", p.steps, p.reps, torch_too=torch_too,
                         log=log, warmup=p.warmup)
                 rows.append(as_json(r))
+
+
+def steps_per_call(p: Plan, log) -> list[dict]:
+    """Training images/s with one step per jitted call against several (`lax.scan`), on synthetic data:
+    the median of alternating epochs after a compiling one."""
+    import numpy as np
+
+    from jaxresnet.data import Split
+    from jaxresnet.models import ARCHS
+    from jaxresnet.training.loop import DeviceData, train_epoch
+    from jaxresnet.training.state import create_train_state
+
+    resize, batch, steps = p.dispatch
+    log(f"steps per call {', '.join(map(str, p.dispatch_chunks))} at --resize {resize}, batch {batch}")
+    rng = np.random.default_rng(0)
+    n = batch * steps
+    data = DeviceData.put(Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                                rng.integers(0, 10, n).astype(np.int32)))
+    model = ARCHS["resnet34"](num_classes=10)
+    states, rates = {}, {c: [] for c in p.dispatch_chunks}
+    for rep in range(p.reps + 1):  # the first epoch compiles
+        for c in p.dispatch_chunks:
+            state = states.get(c) or create_train_state(model, jax.random.key(0), resize, 0.01, 0.9)
+            states[c], r = train_epoch(state, data, jax.random.key(1), rep + 1, batch_size=batch,
+                                       image_size=resize, chunk=c)
+            if rep:
+                rates[c].append(n / r.seconds)
+    return [{"resize": resize, "batch_size": batch, "steps": steps, "steps_per_call": c,
+             "images_per_s": round(sorted(v)[len(v) // 2], 2), "all": [round(x, 2) for x in v]}
+            for c, v in rates.items()]
 
 
 def reference_run(config: TrainConfig, workdir: str, clock: CompileClock, framework: str = "jax") -> dict:
@@ -183,6 +217,8 @@ def measure(outdir: str, *, quick: bool = False, with_parity: bool = False, data
     save()
     benchmark_matrix(p, torch_too, log, result["benchmarks"])
     save()
+    result["steps_per_call"] = steps_per_call(p, log)
+    save()
     if with_parity:
         result["parity"] = parity(p, outdir, clock, torch_too, log)
     result["complete"] = True
@@ -207,6 +243,10 @@ def markdown(result: dict) -> str:
                      f"{f(b['torch_train_images_per_s'])} | {f(b['train_ratio'], '{:.2f}')} | "
                      f"{f(b['jax_eval_images_per_s'])} | {f(b['torch_eval_images_per_s'])} | "
                      f"{f(b['jax_compile_s'])} | {f(b['jax_train_gflops_per_s'], '{:.0f}')} |")
+    if result.get("steps_per_call"):
+        lines += ["", "| steps per call | resize | batch | train img/s (median; each) |", "|---|---|---|---|"]
+        lines += [f"| {d['steps_per_call']} | {d['resize']} | {d['batch_size']} | {d['images_per_s']} "
+                  f"({', '.join(map(str, d['all']))}) |" for d in result["steps_per_call"]]
     r = result.get("reference_run")
     if r is None:
         return "\n".join(lines)

@@ -45,11 +45,8 @@ def zero_metrics() -> dict:
     }
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "image_size", "dtype", "sharding"),
-                   donate_argnums=(0, 1))
-def train_step(state: TrainState, metrics: dict, images, labels, perm, start, step,
-               *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None):
-    """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
+def _step(state: TrainState, metrics: dict, images, labels, perm, start, step,
+          *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None):
     idx = constrain(jax.lax.dynamic_slice_in_dim(perm, start, batch_size), sharding)
     x = constrain(preprocess(images[idx], image_size, dtype), sharding)
     y = labels[idx]
@@ -68,6 +65,30 @@ def train_step(state: TrainState, metrics: dict, images, labels, perm, start, st
         "count": metrics["count"] + batch_size,
         "bad_step": jnp.where(jnp.isfinite(loss), metrics["bad_step"], jnp.minimum(metrics["bad_step"], step)),
     }
+    return state, metrics
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "image_size", "dtype", "sharding"),
+                   donate_argnums=(0, 1))
+def train_step(state: TrainState, metrics: dict, images, labels, perm, start, step,
+               *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None):
+    """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
+    return _step(state, metrics, images, labels, perm, start, step, batch_size=batch_size,
+                 image_size=image_size, dtype=dtype, sharding=sharding)
+
+
+@functools.partial(jax.jit, static_argnames=("count", "batch_size", "image_size", "dtype", "sharding"),
+                   donate_argnums=(0, 1))
+def train_steps(state: TrainState, metrics: dict, images, labels, perm, first_step,
+                *, count: int, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None):
+    """`count` full steps from step `first_step` in one call: a `lax.scan` of `train_step`'s body,
+    so the host dispatches once per `count` steps (what launch-bound accelerators need)."""
+    def body(carry, i):
+        step = first_step + i
+        return _step(*carry, images, labels, perm, step * batch_size, step, batch_size=batch_size,
+                     image_size=image_size, dtype=dtype, sharding=sharding), None
+
+    (state, metrics), _ = jax.lax.scan(body, (state, metrics), jnp.arange(count, dtype=jnp.int32))
     return state, metrics
 
 
@@ -140,18 +161,30 @@ class EpochPosition:
         return cls(int(d["step"]), {k: d[k] for k in zero_metrics()}, float(d["seconds"]))
 
 
+def steps_per_call(requested: int, full_steps: int) -> int:
+    """How many steps one call runs: `requested`, or for 0 (auto) one per call on CPU, where
+    dispatch costs nothing against a step (measured: BENCHMARKS.md), and elsewhere the largest
+    divisor of the epoch's full steps up to 16, so every call compiles to the same program."""
+    if requested > 0:
+        return max(1, min(requested, full_steps))
+    if jax.default_backend() == "cpu":
+        return 1
+    return max([k for k in range(1, 17) if full_steps % k == 0] or [1])
+
+
 def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *, batch_size: int,
                 image_size: int, dtype=jnp.float32, on_step: Callable | None = None, mesh: Mesh | None = None,
-                start: EpochPosition | None = None, after_step: Callable | None = None):
+                start: EpochPosition | None = None, after_step: Callable | None = None, chunk: int = 1):
     """One pass over `data` in the epoch's order, every example once (a smaller last batch if need be).
 
     Train accuracy is the running accuracy over the epoch's batches in train mode, as the
     reference reports it. `on_step(step, steps, metrics)` is for progress display only.
     `start` continues an interrupted epoch where it stood (the same steps follow, so the epoch ends
-    as an uninterrupted one would). `after_step(position_fn, state, metrics, last)` runs on the host
-    after each step is dispatched (`last`: the epoch's final step); it must not wait on the device
-    unless it saves a step checkpoint (`position_fn()` gives the EpochPosition to save), and it stops
-    the epoch by raising.
+    as an uninterrupted one would). `after_step(position_fn, state, metrics, last, done)` runs on the
+    host after each call is dispatched (`done` steps; `last`: it ended the epoch); it must not wait on
+    the device unless it saves a step checkpoint (`position_fn()` gives the EpochPosition to save),
+    and it stops the epoch by raising. `chunk` > 1 runs that many full steps per call
+    (`train_steps`); the last, smaller batch and a remainder run one step per call.
     """
     t0 = time.perf_counter() - (start.seconds if start else 0.0)
     n = len(data)
@@ -160,18 +193,28 @@ def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *,
     metrics = zero_metrics()
     if start is not None:
         metrics = {k: jnp.asarray(start.metrics[k], v.dtype) for k, v in metrics.items()}
-    for s in range(start.step if start else 0, steps):
+    full_steps = n // batch_size
+    s = start.step if start else 0
+    while s < steps:
         offset = s * batch_size
         size = min(batch_size, n - offset)
-        state, metrics = train_step(state, metrics, data.images, data.labels, perm, offset, s,
-                                    batch_size=size, image_size=image_size, dtype=dtype,
-                                    sharding=batch_sharding(mesh, size))
+        if chunk > 1 and s + chunk <= full_steps:
+            done = chunk
+            state, metrics = train_steps(state, metrics, data.images, data.labels, perm, s, count=chunk,
+                                         batch_size=batch_size, image_size=image_size, dtype=dtype,
+                                         sharding=batch_sharding(mesh, batch_size))
+        else:
+            done = 1
+            state, metrics = train_step(state, metrics, data.images, data.labels, perm, offset, s,
+                                        batch_size=size, image_size=image_size, dtype=dtype,
+                                        sharding=batch_sharding(mesh, size))
+        s += done
         if on_step is not None:
-            on_step(s + 1, steps, metrics)
+            on_step(s, steps, metrics)
         if after_step is not None:
             def position(s=s, metrics=metrics):  # reads the device: only when a checkpoint is written
-                return EpochPosition(s + 1, jax.device_get(metrics), time.perf_counter() - t0)
-            after_step(position, state, metrics, s + 1 == steps)
+                return EpochPosition(s, jax.device_get(metrics), time.perf_counter() - t0)
+            after_step(position, state, metrics, s == steps, done)
     m = jax.device_get(metrics)
     if m["bad_step"] != NO_BAD_STEP:
         raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, step {int(m['bad_step']) + 1} of {steps}")

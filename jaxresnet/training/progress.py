@@ -24,9 +24,9 @@ class Progress:
         if self._t0 is None:  # the first step includes compilation; rates start after it
             self._t0, self._s0 = now, step
             return
-        done = step - 1 - self._s0
+        done = step - self._s0  # steps finished since the first call returned (a call may run several)
         rate = done * self.batch_size / max(now - self._t0, 1e-9)
-        eta = (steps - step + 1) * self.batch_size / rate if rate > 0 else float("nan")
+        eta = (steps - step) * self.batch_size / rate if rate > 0 else float("nan")
         self.stream.write(f"\repoch {self.epoch}/{self.epochs} step {step}/{steps} "
                           f"{rate:7.1f} img/s ETA {_hms(eta)}   ")
         self.stream.flush()

@@ -22,7 +22,8 @@ from jaxresnet.models import ARCHS
 from jaxresnet.plots import plot_accuracy
 from jaxresnet.training.checkpoint import CheckpointError, CheckpointStore
 from jaxresnet.training.lock import WorkdirLock
-from jaxresnet.training.loop import DeviceData, EpochPosition, accuracy_percent, predict, train_epoch
+from jaxresnet.training.loop import (DeviceData, EpochPosition, accuracy_percent, predict, steps_per_call,
+                                     train_epoch)
 from jaxresnet.training.parallel import data_mesh, replicate
 from jaxresnet.training.preemption import Preempted, stop_requests
 from jaxresnet.training.progress import Progress
@@ -147,19 +148,23 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
 
         if primary:
             write_config(workdir, config, framework="jax")
+        chunk = steps_per_call(config.steps_per_call, len(train) // config.batch_size)
         with stop_requests() as stop:
             last_save = time.monotonic()
             step_id = int(jax.device_get(state.step))  # the global step, counted alike by every process
             for epoch in range(start + 1, config.epochs + 1):
 
-                def after_step(where, state, metrics, last, epoch=epoch):
+                def after_step(where, state, metrics, last, done, epoch=epoch):
                     nonlocal last_save, step_id
-                    step_id += 1
-                    stopping = stop.requested(step_id)
+                    stopping = due = False
+                    for _ in range(done):  # every process asks at every step id, alike
+                        step_id += 1
+                        stopping = stop.requested(step_id) or stopping
+                        if not last:
+                            due = stop.agree(config.checkpoint_minutes > 0 and time.monotonic() - last_save
+                                             >= 60 * config.checkpoint_minutes, step_id) or due
                     if last:  # the epoch's own checkpoint follows, and acts on a stop
                         return
-                    due = stop.agree(config.checkpoint_minutes > 0 and
-                                     time.monotonic() - last_save >= 60 * config.checkpoint_minutes, step_id)
                     if not stopping and not due:
                         return
                     here = where()
@@ -173,7 +178,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                 try:
                     state, result = train_epoch(state, train_d, shuffle_key, epoch, batch_size=config.batch_size,
                                                 image_size=config.resize, dtype=dtype, on_step=bar, mesh=mesh,
-                                                start=position, after_step=after_step)
+                                                start=position, after_step=after_step, chunk=chunk)
                 finally:
                     bar.close()  # also on a stop: the message that follows gets a clean line
                 position = None
