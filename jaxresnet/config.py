@@ -5,13 +5,16 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from jaxresnet.data.augment import parse_augment
 from jaxresnet.models.layers import CONV_IMPLS, INITS, NORM_IMPLS
 from jaxresnet.models import ARCHS
+from jaxresnet.training.optimizer import SCHEDULES
 
 # float64 is a numerical reference, not a way to train: parameters, activations and statistics in
 # double precision (CPU; JAX's 64-bit mode must be on), where rounding cannot hide a sharding or
 # multi-process bug (tests/test_distributed.py).
 DTYPES = ("float32", "bfloat16", "float64")
+TTAS = ("none", "flip")
 
 
 class ConfigError(ValueError):
@@ -31,6 +34,16 @@ class TrainConfig:
     seed: int = 0
     dtype: str = "float32"
     init: str = "torch"
+    # The recipe (tests/test_recipe.py; docs/recipe/): the reference's values are the defaults.
+    augment: str = "none"  # none, or a comma-separated list of crop, flip, cutout
+    crop_padding: int = 4  # crop: the largest shift, in source pixels
+    cutout_size: int = 8  # cutout: the square's side, in source pixels
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    tta: str = "none"  # none, or flip
     # How and how long to run: these may change when a run is resumed.
     epochs: int = 10
     conv_impl: str = "auto"
@@ -40,6 +53,7 @@ class TrainConfig:
     keep: int = 3
     checkpoint_minutes: float = 10.0  # a step checkpoint inside an epoch this often (0: never)
     steps_per_call: int = 0  # training steps per jitted call (a lax.scan); 0: auto, 1 on CPU
+    eval_every: int = 1  # score the test split every N epochs and at the last
     data_dir: str | None = None
     download: bool = True
     data_cache: str | None = None  # decoded-data cache folder (None: the default; "off": none)
@@ -64,6 +78,25 @@ class TrainConfig:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
+        _at_least("--eval-every", self.eval_every, 1)
+        _at_least("--crop-padding", self.crop_padding, 1)
+        _at_least("--cutout-size", self.cutout_size, 1)
+        try:
+            parse_augment(self.augment)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < float("inf")):
+            raise ConfigError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
+        if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs < float("inf")):
+            raise ConfigError(f"--warmup-epochs must be a number >= 0, got {self.warmup_epochs}")
+        _one_of("--schedule", self.schedule, SCHEDULES)
+        _one_of("--tta", self.tta, TTAS)
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs:
+            raise ConfigError(f"--warmup-epochs ({self.warmup_epochs}) must be fewer than --epochs ({self.epochs})")
+        if self.nesterov and not self.momentum:
+            raise ConfigError("--nesterov needs a momentum > 0 (torch's rule)")
         _one_of("--arch", self.arch, tuple(ARCHS))
         _one_of("--dtype", self.dtype, DTYPES)
         _one_of("--init", self.init, INITS)
@@ -87,15 +120,18 @@ class TrainConfig:
 
 # Fields a resumed run may change; every other field defines the experiment.
 RESUMABLE_CHANGES = ("epochs", "conv_impl", "norm_impl", "eval_batch_size", "save_every", "keep", "data_dir", "download",
-                     "data_cache", "checkpoint_minutes", "steps_per_call")
+                     "data_cache", "checkpoint_minutes", "steps_per_call", "eval_every")
 
 
 def flag(name: str) -> str:
-    return "--no-download" if name == "download" else "--" + name.replace("_", "-")
+    return {"download": "--no-download", "nesterov": "--nesterov"}.get(name, "--" + name.replace("_", "-"))
 
 
 def resume_mismatch(saved: TrainConfig, now: TrainConfig) -> str | None:
     """A message naming the first experiment-defining field that differs, or None."""
+    if saved.schedule != "constant" and saved.epochs != now.epochs and saved.schedule == now.schedule:
+        return (f"--epochs is {now.epochs} but the run being resumed used {saved.epochs}, and its "
+                f"--schedule {saved.schedule} spans them; a scheduled run cannot be extended")
     for f in dataclasses.fields(TrainConfig):
         if f.name in RESUMABLE_CHANGES:
             continue

@@ -13,7 +13,8 @@ def plot_accuracy(history: list[dict], path: str, title: str = "ResNet34 on CIFA
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [h["train_accuracy"] for h in history], "o-", label="train")
-    ax.plot(epochs, [h["test_accuracy"] for h in history], "s-", label="test")
+    scored = [h for h in history if h["test_accuracy"] is not None]  # --eval-every skips some epochs
+    ax.plot([h["epoch"] for h in scored], [h["test_accuracy"] for h in scored], "s-", label="test")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)

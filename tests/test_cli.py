@@ -82,6 +82,10 @@ def test_evaluate_scores_a_checkpoint(cli_run, run_script, data_dir):
     (["--coordinator", "node0"], "--coordinator must be HOST:PORT (process 0's address), got 'node0'"),
     (["--dtype", "float64", "--norm-impl", "fused"], "--norm-impl fused is float32 only"),
     (["--distributed"], "--distributed: cannot join the processes: "),
+    (["--augment", "crop,bogus"], "--augment must be none or a comma-separated list of crop, flip, cutout, got 'crop,bogus'"),
+    (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1), got 1.0"),
+    (["--nesterov", "--momentum", "0"], "--nesterov needs a momentum > 0"),
+    (["--warmup-epochs", "10"], "--warmup-epochs (10.0) must be fewer than --epochs (10)"),
 ])
 def test_bad_flags_exit_2_with_one_line(run_script, args, message):
     proc = run_script("train.py", *args)

@@ -46,6 +46,36 @@ def add_experiment_flags(p: argparse.ArgumentParser) -> None:
                         "$JAXRESNET_DATA_CACHE or ~/.cache/jaxresnet/data; 'off' for none)")
     p.add_argument("--workdir", default=None,
                    help="where outputs go (default: a new folder under runs/)")
+    add_recipe_flags(p)
+
+
+def add_recipe_flags(p: argparse.ArgumentParser) -> None:
+    """Beyond the reference (whose values are the defaults), with torch's meaning in both frameworks."""
+    from jaxresnet.data.augment import AUGMENTS
+    from jaxresnet.training.optimizer import SCHEDULES
+
+    d = TrainConfig()
+    g = p.add_argument_group("recipe (the defaults are the reference's; README: A better model)")
+    g.add_argument("--augment", default=d.augment,
+                   help=f"training augmentation on the device: none, or a comma-separated list of {', '.join(AUGMENTS)} "
+                        "(default %(default)s)")
+    g.add_argument("--crop-padding", type=int, default=d.crop_padding,
+                   help="crop: the largest shift in source pixels, reflect-padded (default %(default)s)")
+    g.add_argument("--cutout-size", type=int, default=d.cutout_size,
+                   help="cutout: the zeroed square's side in source pixels (default %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="torch SGD's: wd*param added to the gradient before momentum (default %(default)s)")
+    g.add_argument("--nesterov", action="store_true", default=d.nesterov, help="Nesterov momentum (torch's)")
+    g.add_argument("--schedule", default=d.schedule, choices=SCHEDULES,
+                   help="learning rate per step: constant, cosine (to 0) or onecycle (peak --lr) (default %(default)s)")
+    g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
+                   help="linear warm-up from lr/100 (onecycle: its rising phase) (default %(default)s)")
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help="torch CrossEntropyLoss's label_smoothing (default %(default)s)")
+    g.add_argument("--tta", default=d.tta, choices=("none", "flip"),
+                   help="test-time augmentation: flip averages the logits with the mirrored image's")
+    g.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="score the test split every N epochs and at the last (default %(default)s)")
 
 
 def default_workdir(tag: str) -> str:

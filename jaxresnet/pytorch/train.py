@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from jaxresnet.config import ConfigError, TrainConfig
 from jaxresnet.data import load_subsets
+from jaxresnet.pytorch.recipe import TorchAugment, make_torch_optimizer, steps_per_epoch
 from jaxresnet.pytorch.reference import TORCH_ARCHS, torch_preprocess
 from jaxresnet.training.loop import accuracy_percent, epoch_permutation
 from jaxresnet.training.run import RunResult, epoch_record, print_epoch, seed_keys, write_config, write_outputs
@@ -45,7 +46,9 @@ def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) ->
     torch.manual_seed(config.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the data, like JAX's, lives on the device
     model = TORCH_ARCHS[config.arch](num_classes=10).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    opt, scheduler = make_torch_optimizer(model.parameters(), config, steps_per_epoch(len(train), config.batch_size))
+    augment = TorchAugment(config)
+    source_size = train.images.shape[1]
     images = torch.from_numpy(np.array(train.images)).to(device)
     labels = torch.from_numpy(np.array(train.labels)).long().to(device)
     test_images = torch.from_numpy(np.array(test.images)).to(device)
@@ -57,27 +60,39 @@ def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) ->
         correct, loss_sum = 0, 0.0
         for start in range(0, n, config.batch_size):
             idx = perm[start:start + config.batch_size]
-            x, y = torch_preprocess(images[idx], config.resize), labels[idx]
+            raw, y = images[idx], labels[idx]
+            if augment:
+                x = augment.resized(torch_preprocess(augment.source(raw), config.resize), source_size)
+            else:
+                x = torch_preprocess(raw, config.resize)
             opt.zero_grad(set_to_none=True)
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             loss.backward()
+            lr = opt.param_groups[0]["lr"]  # the rate this step uses
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {start // config.batch_size + 1}")
             correct += int((logits.argmax(1) == y).sum())
             loss_sum += float(loss.detach()) * len(idx)
         train_s = time.perf_counter() - t0
         model.eval()
-        preds = []
-        with torch.no_grad():
-            for start in range(0, len(test), config.eval_batch_size):
-                x = torch_preprocess(test_images[start:start + config.eval_batch_size], config.resize)
-                preds.append(model(x).argmax(1).cpu().numpy())
-        test_acc = accuracy_percent(int((np.concatenate(preds) == test.labels).sum()), len(test))
+        test_acc = None
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            preds = []
+            with torch.no_grad():
+                for start in range(0, len(test), config.eval_batch_size):
+                    x = torch_preprocess(test_images[start:start + config.eval_batch_size], config.resize)
+                    logits = model(x)
+                    if config.tta == "flip":  # averaged with the mirrored image's
+                        logits = (logits + model(x.flip(3))) / 2
+                    preds.append(logits.argmax(1).cpu().numpy())
+            test_acc = accuracy_percent(int((np.concatenate(preds) == test.labels).sum()), len(test))
         train_acc = accuracy_percent(correct, n)
         print_epoch(out, epoch, config.epochs, train_acc, test_acc)
         history.append(epoch_record(epoch, train_acc, test_acc, loss_sum / n,
-                                    time.perf_counter() - t0, train_s, n))
+                                    time.perf_counter() - t0, train_s, n, lr))
         write_outputs(workdir, history)
     return RunResult(workdir, history, model)

@@ -167,7 +167,8 @@ def reference_run(config: TrainConfig, workdir: str, clock: CompileClock, framew
         "other_s": round(wall - train_s - score_s, 2),
         "steady_epoch_s": round(steady[len(steady) // 2], 3),
         "final_train_accuracy": h[-1]["train_accuracy"], "final_test_accuracy": h[-1]["test_accuracy"],
-        "best_test_accuracy": max(e["test_accuracy"] for e in h), **peak_memory(),
+        "best_test_accuracy": max(e["test_accuracy"] for e in h if e["test_accuracy"] is not None),
+        **peak_memory(),
     }
 
 

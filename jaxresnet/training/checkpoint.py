@@ -46,7 +46,8 @@ class Restored:
 
 
 def _test_accuracy(metrics) -> float:
-    return float(metrics["test_accuracy"])
+    value = metrics.get("test_accuracy") if metrics else None
+    return -1.0 if value is None else float(value)  # an epoch --eval-every did not score is never the best
 
 
 class CheckpointStore:
@@ -161,7 +162,7 @@ class CheckpointStore:
         if not steps:
             return None
         history = self.read_history(steps[-1])
-        acc = {h["epoch"]: h["test_accuracy"] for h in history}
+        acc = {h["epoch"]: h["test_accuracy"] for h in history if h["test_accuracy"] is not None}
         return max(steps, key=lambda s: (acc.get(s, -1.0), s))
 
     def read_history(self, epoch: int) -> list[dict]:

@@ -18,10 +18,12 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from jaxresnet.data import Split, preprocess
+from jaxresnet.data.augment import Augment, augment_resized, augment_source, epoch_key, step_key
 from jaxresnet.training.parallel import batch_sharding, constrain, replicate, replicated
 from jaxresnet.training.state import TrainState, cross_entropy
 
 NO_BAD_STEP = np.iinfo(np.int32).max
+NO_AUGMENT = Augment()
 
 
 class NonFiniteLoss(RuntimeError):
@@ -45,17 +47,26 @@ def zero_metrics() -> dict:
     }
 
 
-def _step(state: TrainState, metrics: dict, images, labels, perm, start, step,
-          *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None):
+def _step(state: TrainState, metrics: dict, images, labels, perm, start, step, aug_key=None,
+          *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None, augment: Augment = NO_AUGMENT,
+          label_smoothing: float = 0.0):
+    """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
     idx = constrain(jax.lax.dynamic_slice_in_dim(perm, start, batch_size), sharding)
-    x = constrain(preprocess(images[idx], image_size, dtype), sharding)
+    raw = images[idx]
+    if augment:  # draws from (seed, epoch, step): `aug_key` is the epoch's, `step` its step
+        key = step_key(aug_key, step)
+        raw = augment_source(raw, key, augment)
+    x = preprocess(raw, image_size, dtype)
+    if augment:
+        x = augment_resized(x, key, augment, images.shape[1])
+    x = constrain(x, sharding)
     y = labels[idx]
 
     def loss_fn(params):
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats}, x, train=True, mutable=["batch_stats"]
         )
-        return cross_entropy(logits, y), (logits, updates["batch_stats"])
+        return cross_entropy(logits, y, label_smoothing), (logits, updates["batch_stats"])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
@@ -68,35 +79,44 @@ def _step(state: TrainState, metrics: dict, images, labels, perm, start, step,
     return state, metrics
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "image_size", "dtype", "sharding"),
-                   donate_argnums=(0, 1))
-def train_step(state: TrainState, metrics: dict, images, labels, perm, start, step,
-               *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None):
+STEP_STATICS = ("batch_size", "image_size", "dtype", "sharding", "augment", "label_smoothing")
+
+
+@functools.partial(jax.jit, static_argnames=STEP_STATICS, donate_argnums=(0, 1))
+def train_step(state: TrainState, metrics: dict, images, labels, perm, start, step, aug_key=None,
+               *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None, augment: Augment = NO_AUGMENT,
+               label_smoothing: float = 0.0):
     """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
-    return _step(state, metrics, images, labels, perm, start, step, batch_size=batch_size,
-                 image_size=image_size, dtype=dtype, sharding=sharding)
+    return _step(state, metrics, images, labels, perm, start, step, aug_key, batch_size=batch_size,
+                 image_size=image_size, dtype=dtype, sharding=sharding, augment=augment,
+                 label_smoothing=label_smoothing)
 
 
-@functools.partial(jax.jit, static_argnames=("count", "batch_size", "image_size", "dtype", "sharding"),
-                   donate_argnums=(0, 1))
-def train_steps(state: TrainState, metrics: dict, images, labels, perm, first_step,
-                *, count: int, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None):
+@functools.partial(jax.jit, static_argnames=("count",) + STEP_STATICS, donate_argnums=(0, 1))
+def train_steps(state: TrainState, metrics: dict, images, labels, perm, first_step, aug_key=None,
+                *, count: int, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None,
+                augment: Augment = NO_AUGMENT, label_smoothing: float = 0.0):
     """`count` full steps from step `first_step` in one call: a `lax.scan` of `train_step`'s body,
     so the host dispatches once per `count` steps (what launch-bound accelerators need)."""
     def body(carry, i):
         step = first_step + i
-        return _step(*carry, images, labels, perm, step * batch_size, step, batch_size=batch_size,
-                     image_size=image_size, dtype=dtype, sharding=sharding), None
+        return _step(*carry, images, labels, perm, step * batch_size, step, aug_key, batch_size=batch_size,
+                     image_size=image_size, dtype=dtype, sharding=sharding, augment=augment,
+                     label_smoothing=label_smoothing), None
 
     (state, metrics), _ = jax.lax.scan(body, (state, metrics), jnp.arange(count, dtype=jnp.int32))
     return state, metrics
 
 
-@functools.partial(jax.jit, static_argnames=("image_size", "dtype", "sharding"))
-def predict_step(state: TrainState, images, idx, *, image_size: int, dtype=jnp.float32, sharding=None):
+@functools.partial(jax.jit, static_argnames=("image_size", "dtype", "sharding", "tta"))
+def predict_step(state: TrainState, images, idx, *, image_size: int, dtype=jnp.float32, sharding=None,
+                 tta: bool = False):
     idx = constrain(idx, sharding)
     x = constrain(preprocess(images[idx], image_size, dtype), sharding)
-    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x, train=False)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    logits = state.apply_fn(variables, x, train=False)
+    if tta:  # test-time augmentation: the logits averaged with the mirrored image's
+        logits = (logits + state.apply_fn(variables, x[:, :, ::-1], train=False)) / 2
     # Gathered on every device: with several processes, each reads the whole batch's predictions.
     return constrain(jnp.argmax(logits, -1).astype(jnp.int32), replicated(sharding))
 
@@ -119,7 +139,7 @@ class DeviceData:
 
 
 def predict(state: TrainState, data: DeviceData, image_size: int, batch_size: int = 500,
-            dtype=jnp.float32, mesh: Mesh | None = None) -> np.ndarray:
+            dtype=jnp.float32, mesh: Mesh | None = None, tta: bool = False) -> np.ndarray:
     """Predicted class of every example: the last batch is padded, and the padding dropped."""
     n = len(data)
     batch_size = min(batch_size, n)
@@ -128,7 +148,7 @@ def predict(state: TrainState, data: DeviceData, image_size: int, batch_size: in
     for start in range(0, n, batch_size):
         idx = np.arange(start, start + batch_size) % n  # pad the remainder by wrapping around
         preds.append(predict_step(state, data.images, jnp.asarray(idx, jnp.int32),
-                                  image_size=image_size, dtype=dtype, sharding=sharding))
+                                  image_size=image_size, dtype=dtype, sharding=sharding, tta=tta))
     return np.concatenate(jax.device_get(preds))[:n]
 
 
@@ -174,7 +194,8 @@ def steps_per_call(requested: int, full_steps: int) -> int:
 
 def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *, batch_size: int,
                 image_size: int, dtype=jnp.float32, on_step: Callable | None = None, mesh: Mesh | None = None,
-                start: EpochPosition | None = None, after_step: Callable | None = None, chunk: int = 1):
+                start: EpochPosition | None = None, after_step: Callable | None = None, chunk: int = 1,
+                augment: Augment = NO_AUGMENT, label_smoothing: float = 0.0):
     """One pass over `data` in the epoch's order, every example once (a smaller last batch if need be).
 
     Train accuracy is the running accuracy over the epoch's batches in train mode, as the
@@ -189,6 +210,8 @@ def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *,
     t0 = time.perf_counter() - (start.seconds if start else 0.0)
     n = len(data)
     perm = epoch_permutation(shuffle_key, epoch, n)
+    aug_key = epoch_key(shuffle_key, epoch) if augment else None
+    recipe = dict(augment=augment, label_smoothing=label_smoothing)
     steps = math.ceil(n / batch_size)
     metrics = zero_metrics()
     if start is not None:
@@ -200,14 +223,14 @@ def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *,
         size = min(batch_size, n - offset)
         if chunk > 1 and s + chunk <= full_steps:
             done = chunk
-            state, metrics = train_steps(state, metrics, data.images, data.labels, perm, s, count=chunk,
+            state, metrics = train_steps(state, metrics, data.images, data.labels, perm, s, aug_key, count=chunk,
                                          batch_size=batch_size, image_size=image_size, dtype=dtype,
-                                         sharding=batch_sharding(mesh, batch_size))
+                                         sharding=batch_sharding(mesh, batch_size), **recipe)
         else:
             done = 1
-            state, metrics = train_step(state, metrics, data.images, data.labels, perm, offset, s,
+            state, metrics = train_step(state, metrics, data.images, data.labels, perm, offset, s, aug_key,
                                         batch_size=size, image_size=image_size, dtype=dtype,
-                                        sharding=batch_sharding(mesh, size))
+                                        sharding=batch_sharding(mesh, size), **recipe)
         s += done
         if on_step is not None:
             on_step(s, steps, metrics)

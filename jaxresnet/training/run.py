@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import shutil
 import sys
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 
 from jaxresnet.config import ConfigError, TrainConfig, resume_mismatch
 from jaxresnet.data import load_subsets
+from jaxresnet.data.augment import Augment, make_augment
 from jaxresnet.models import ARCHS
 from jaxresnet.plots import plot_accuracy
 from jaxresnet.training.checkpoint import CheckpointError, CheckpointStore
@@ -27,6 +29,7 @@ from jaxresnet.training.loop import (DeviceData, EpochPosition, accuracy_percent
 from jaxresnet.training.parallel import data_mesh, replicate
 from jaxresnet.training.preemption import Preempted, stop_requests
 from jaxresnet.training.progress import Progress
+from jaxresnet.training.optimizer import learning_rate_schedule, make_optimizer
 from jaxresnet.training.state import create_train_state
 
 CHECKPOINT_DIR = "checkpoints"
@@ -126,8 +129,9 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
         dtype = compute_dtype(config)
         init_key, shuffle_key = seed_keys(config.seed)
         # Replicated before a restore: with several processes, orbax restores into the template's sharding.
+        recipe = Recipe.of(config, len(train))
         state = replicate(create_train_state(build_model(config), init_key, config.resize, config.lr,
-                                             config.momentum), mesh)
+                                             config.momentum, recipe.optimizer), mesh)
 
         history: list[dict] = []
         start, position = 0, None
@@ -178,17 +182,22 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                 try:
                     state, result = train_epoch(state, train_d, shuffle_key, epoch, batch_size=config.batch_size,
                                                 image_size=config.resize, dtype=dtype, on_step=bar, mesh=mesh,
-                                                start=position, after_step=after_step, chunk=chunk)
+                                                start=position, after_step=after_step, chunk=chunk,
+                                                augment=recipe.augment, label_smoothing=config.label_smoothing)
                 finally:
                     bar.close()  # also on a stop: the message that follows gets a clean line
                 position = None
                 t_eval = time.perf_counter()
-                preds = predict(state, test_d, config.resize, config.eval_batch_size, dtype, mesh)
-                test_acc = accuracy_percent(int((preds == test.labels).sum()), len(test))
+                test_acc = None
+                if epoch % config.eval_every == 0 or epoch == config.epochs:
+                    preds = predict(state, test_d, config.resize, config.eval_batch_size, dtype, mesh,
+                                    tta=config.tta == "flip")
+                    test_acc = accuracy_percent(int((preds == test.labels).sum()), len(test))
                 eval_s = time.perf_counter() - t_eval
                 print_epoch(out, epoch, config.epochs, result.train_accuracy, test_acc)
                 history.append(epoch_record(epoch, result.train_accuracy, test_acc, result.train_loss,
-                                            result.seconds + eval_s, result.seconds, len(train)))
+                                            result.seconds + eval_s, result.seconds, len(train),
+                                            recipe.lr_at(epoch * recipe.steps_per_epoch - 1)))
                 if primary:
                     write_outputs(workdir, history)
                 stopping = stop.signum is not None and epoch < config.epochs
@@ -246,31 +255,58 @@ def load_checkpoint(workdir: str, which: str | int = "latest"):
         except ConfigError as e:
             raise CheckpointError(str(e)) from None
         template = create_train_state(build_model(config), seed_keys(config.seed)[0], config.resize,
-                                      config.lr, config.momentum)
+                                      config.lr, config.momentum, Recipe.of(config, 1).optimizer)
         return store.restore(template, epoch, fallback=False)
     finally:
         store.close()
 
 
-def print_epoch(out, epoch: int, epochs: int, train_accuracy: float, test_accuracy: float) -> None:
-    """The reference's three lines per epoch."""
+def print_epoch(out, epoch: int, epochs: int, train_accuracy: float, test_accuracy: float | None) -> None:
+    """The reference's three lines per epoch (the test line only for a scored epoch: --eval-every)."""
     print(f"Epoch {epoch}/{epochs}", file=out)
     print(f"Train Accuracy: {train_accuracy} %", file=out)
-    print(f"Test Accuracy: {test_accuracy} %", file=out)
+    if test_accuracy is not None:
+        print(f"Test Accuracy: {test_accuracy} %", file=out)
     out.flush()
 
 
-def epoch_record(epoch, train_accuracy, test_accuracy, train_loss, seconds, train_seconds, n_train) -> dict:
-    """One epoch of metrics.json (the same fields for the JAX run and the torch baseline)."""
+def epoch_record(epoch, train_accuracy, test_accuracy, train_loss, seconds, train_seconds, n_train,
+                 learning_rate: float) -> dict:
+    """One epoch of metrics.json (the same fields for the JAX run and the torch baseline);
+    `test_accuracy` is None for an epoch --eval-every did not score, `learning_rate` the epoch's last step's."""
     return {
         "epoch": epoch,
         "train_accuracy": train_accuracy,
         "test_accuracy": test_accuracy,
         "train_loss": round(float(train_loss), 6),
+        "learning_rate": float(f"{learning_rate:.6g}"),
         "seconds": round(seconds, 3),
         "train_seconds": round(train_seconds, 3),
         "train_images_per_s": round(n_train / train_seconds, 2),
     }
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a config's recipe flags make: the optimizer, its learning rate per step, the augmentation."""
+
+    optimizer: object
+    schedule: object  # a float or an optax schedule
+    augment: Augment
+    steps_per_epoch: int
+
+    @classmethod
+    def of(cls, config: TrainConfig, n_train: int) -> "Recipe":
+        steps = math.ceil(n_train / config.batch_size)
+        sched = dict(schedule=config.schedule, total_steps=config.epochs * steps,
+                     warmup_steps=round(config.warmup_epochs * steps))
+        return cls(make_optimizer(config.lr, config.momentum, weight_decay=config.weight_decay,
+                                  nesterov=config.nesterov, **sched),
+                   learning_rate_schedule(config.lr, **sched),
+                   make_augment(config.augment, config.crop_padding, config.cutout_size), steps)
+
+    def lr_at(self, step: int) -> float:
+        return float(self.schedule(step)) if callable(self.schedule) else float(self.schedule)
 
 
 def write_config(workdir: str, config: TrainConfig, framework: str) -> None:

@@ -23,15 +23,17 @@ def _init_variables(model, key, image_size: int):
     return model.init(key, jnp.zeros((1, image_size, image_size, 3), jnp.float32), train=False)
 
 
-def create_train_state(model, key: jax.Array, image_size: int, lr: float, momentum: float) -> TrainState:
-    """Fresh variables and optimizer state. Steps compile once per model *instance* (its `apply` is
-    part of the state), so reuse one model object for runs of the same network."""
+def create_train_state(model, key: jax.Array, image_size: int, lr: float, momentum: float,
+                       tx: optax.GradientTransformation | None = None) -> TrainState:
+    """Fresh variables and optimizer state (`tx`, default torch's SGD at lr and momentum). Steps
+    compile once per model *instance* (its `apply` is part of the state), so reuse one model object
+    for runs of the same network."""
     variables = _init_variables(model, key, image_size)
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
         batch_stats=variables["batch_stats"],
-        tx=sgd(lr, momentum),
+        tx=tx if tx is not None else sgd(lr, momentum),
     )
 
 
@@ -41,5 +43,9 @@ def sgd(lr: float, momentum: float) -> optax.GradientTransformation:
     return optax.sgd(lr, momentum)
 
 
-def cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+    """torch's CrossEntropyLoss(label_smoothing=e): targets (1-e)*one_hot + e/classes."""
+    if not label_smoothing:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets).mean()

@@ -1,0 +1,214 @@
+"""The recipe beyond the reference: on-device augmentation, torch's optimizer and schedules in optax,
+label smoothing, flip test-time augmentation, --eval-every, and resuming such a run."""
+import dataclasses
+import io
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+from jaxresnet.config import ConfigError, TrainConfig
+from jaxresnet.data import Split, preprocess
+from jaxresnet.data.augment import (Augment, augment_resized, augment_source, cutout_mask, epoch_key,
+                                    random_crop, random_flip, step_key)
+from jaxresnet.models import ResNet18
+from jaxresnet.pytorch.recipe import TorchAugment, make_torch_optimizer
+from jaxresnet.training.loop import DeviceData, predict, train_epoch
+from jaxresnet.training.optimizer import make_optimizer
+from jaxresnet.training.run import Recipe, load_checkpoint, train_run
+from jaxresnet.training.state import create_train_state, cross_entropy
+
+
+def _images(n=6, h=12, w=10, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+# -- augmentation -------------------------------------------------------------------------------------
+def test_crop_is_a_pure_shift_with_reflected_borders():
+    x, pad = _images(), 3
+    key = jax.random.key(7)
+    out = np.asarray(random_crop(jnp.asarray(x), key, pad))
+    offsets = np.asarray(jax.random.randint(key, (len(x), 2), 0, 2 * pad + 1))  # the draws random_crop makes
+    assert len({tuple(o) for o in offsets}) > 1
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    h, w = x.shape[1:3]
+    for i, (oy, ox) in enumerate(offsets):
+        np.testing.assert_array_equal(out[i], padded[i, oy:oy + h, ox:ox + w])
+        dy, dx = oy - pad, ox - pad  # the shift: out[y, x] = source[y + dy, x + dx] wherever that is inside
+        ys, xs = slice(max(0, -dy), min(h, h - dy)), slice(max(0, -dx), min(w, w - dx))
+        np.testing.assert_array_equal(out[i, ys, xs],
+                                      x[i, ys.start + dy:ys.stop + dy, xs.start + dx:xs.stop + dx])
+
+
+def test_flip_is_exact_and_about_half_the_images():
+    x = _images(n=64)
+    out = np.asarray(random_flip(jnp.asarray(x), jax.random.key(3)))
+    flipped = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, x)]
+    kept = [np.array_equal(o, i) for o, i in zip(out, x)]
+    assert all(f != k for f, k in zip(flipped, kept))  # each image exactly one of the two
+    assert 16 <= sum(flipped) <= 48
+
+
+def test_cutout_zeroes_the_stated_square_and_nothing_else():
+    n, h, w, size = 16, 20, 20, 6
+    mask = np.asarray(cutout_mask(jax.random.key(5), n, h, w, size))[..., 0]
+    for m in mask:
+        ys, xs = np.nonzero(~m)
+        assert ys.max() - ys.min() + 1 <= size and xs.max() - xs.min() + 1 <= size
+        inside = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        assert (~m).sum() == inside  # a filled rectangle: the square, clipped at the border
+    assert max((~m).sum() for m in mask) == size * size
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(n, h, w, 3)).astype(np.float32)) + 5.0  # never 0
+    aug = Augment(cutout=3)  # 3 source pixels of 10 -> 6 of 20
+    out = np.asarray(augment_resized(x, jax.random.key(5), aug, source_size=10))
+    m = np.asarray(cutout_mask(jax.random.fold_in(jax.random.key(5), 1), n, h, w, size))
+    np.testing.assert_array_equal(out, np.where(m, np.asarray(x), 0.0))
+
+
+def test_draws_are_a_function_of_seed_epoch_and_step():
+    x = jnp.asarray(_images(n=8))
+    aug = Augment(crop=2, flip=True)
+    key = jax.random.key(0)
+
+    def draw(epoch, step):
+        return np.asarray(augment_source(x, step_key(epoch_key(key, epoch), step), aug))
+
+    np.testing.assert_array_equal(draw(3, 5), draw(3, 5))
+    assert not np.array_equal(draw(3, 5), draw(3, 6)) and not np.array_equal(draw(3, 5), draw(4, 5))
+
+
+def test_torch_augmentations_are_of_the_same_kinds():
+    torch.manual_seed(0)
+    aug = TorchAugment(TrainConfig(augment="crop,flip,cutout", crop_padding=2, cutout_size=4))
+    x = torch.from_numpy(_images(n=32, h=10, w=10))
+    out = aug.source(x).numpy()
+    padded = np.pad(x.numpy(), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+    for o, p in zip(out, padded):  # each is a reflect-padded shift, possibly mirrored
+        windows = [p[a:a + 10, b:b + 10] for a in range(5) for b in range(5)]
+        assert any(np.array_equal(o, wnd) or np.array_equal(o, wnd[:, ::-1]) for wnd in windows)
+    y = aug.resized(torch.ones(32, 3, 20, 20), source_size=10)
+    assert {int((y[i, 0] == 0).sum()) for i in range(32)} <= set(range(1, 65)) and (y == 0).any()
+    assert (y[:, 0] == 0).sum() > 0 and torch.equal(y[:, 0] == 0, y[:, 2] == 0)
+
+
+# -- optimizer, schedules, loss ----------------------------------------------------------------------
+@pytest.mark.parametrize("schedule, warmup_epochs", [("constant", 0), ("constant", 2), ("cosine", 0),
+                                                     ("cosine", 1.5), ("onecycle", 0), ("onecycle", 3)])
+def test_schedules_match_torch_at_every_step(schedule, warmup_epochs):
+    config = TrainConfig(lr=0.1, epochs=10, batch_size=10, schedule=schedule, warmup_epochs=warmup_epochs)
+    n = 73  # 8 steps an epoch, the last of 3 images
+    recipe = Recipe.of(config, n)
+    opt, scheduler = make_torch_optimizer([torch.nn.Parameter(torch.zeros(1))], config, recipe.steps_per_epoch)
+    total = config.epochs * recipe.steps_per_epoch
+    theirs = []
+    for _ in range(total):
+        theirs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+    ours = [recipe.lr_at(k) for k in range(total)]
+    # optax evaluates in float32 (1e-6 of lr at most); a step off by one moves a value by 1e-4 of lr or more
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6 * config.lr)
+    assert max(ours) == pytest.approx(0.1, rel=1e-6)
+
+
+def _sgd_reference(w, grads, lr, momentum, wd, nesterov):
+    """torch.optim.SGD's update rule, written out in float64."""
+    buf = None
+    for g in grads:
+        g = g + wd * w
+        buf = g if buf is None else momentum * buf + g
+        w = w - lr * (g + momentum * buf if nesterov else buf)
+    return w
+
+
+def test_sgd_with_weight_decay_and_nesterov_matches_torch():
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(5, 4)).astype(np.float32)
+    grads = [rng.normal(size=(5, 4)).astype(np.float32) for _ in range(3)]
+    lr, m, wd = 0.05, 0.9, 5e-4
+    want = _sgd_reference(w0.astype(np.float64), [g.astype(np.float64) for g in grads], lr, m, wd, True)
+
+    tx = make_optimizer(lr, m, weight_decay=wd, nesterov=True)
+    params, state = jnp.asarray(w0), None
+    state = tx.init(params)
+    for g in grads:
+        updates, state = tx.update(jnp.asarray(g), state, params)
+        params = optax.apply_updates(params, updates)
+
+    p = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    opt = torch.optim.SGD([p], lr=lr, momentum=m, weight_decay=wd, nesterov=True)
+    for g in grads:
+        p.grad = torch.from_numpy(g.copy())
+        opt.step()
+    # both within float32 rounding of the float64 rule (values about 1; a missed decay moves them 1e-4)
+    np.testing.assert_allclose(np.asarray(params), want, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(p.detach().numpy(), want, rtol=0, atol=2e-6)
+    without_decay = _sgd_reference(w0.astype(np.float64), [g.astype(np.float64) for g in grads], lr, m, 0, True)
+    assert np.abs(without_decay - want).max() > 1e-5
+
+
+def test_label_smoothed_loss_matches_torch():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(16, 10)) * 3
+    labels = rng.integers(0, 10, 16)
+    want = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    got = float(cross_entropy(jnp.asarray(logits, jnp.float32), jnp.asarray(labels), 0.1))
+    plain = float(cross_entropy(jnp.asarray(logits, jnp.float32), jnp.asarray(labels)))
+    assert got == pytest.approx(want, rel=1e-6) and abs(got - plain) > 1e-2
+
+
+# -- the run ---------------------------------------------------------------------------------------
+def _tiny_data(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    return Split(rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int32))
+
+
+def test_flip_tta_averages_the_mirrored_logits_and_test_images_are_not_augmented():
+    model = ResNet18(num_classes=10)
+    state = create_train_state(model, jax.random.key(0), 16, 0.01, 0.9)
+    data = DeviceData.put(_tiny_data())
+    state, _ = train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16,
+                           augment=Augment(crop=2, flip=True, cutout=4))
+    x = preprocess(data.images, 16)  # the test path: preprocessing only
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    plain = model.apply(variables, x, train=False)
+    mirrored = model.apply(variables, x[:, :, ::-1], train=False)
+    np.testing.assert_array_equal(predict(state, data, 16, batch_size=30), np.argmax(plain, -1))
+    np.testing.assert_array_equal(predict(state, data, 16, batch_size=30, tta=True),
+                                  np.argmax((plain + mirrored) / 2, -1))
+
+
+RECIPE = dict(arch="resnet18", resize=16, batch_size=10, train_per_class=2, test_per_class=1, augment="crop,flip,cutout",
+              weight_decay=5e-4, nesterov=True, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
+              tta="flip", eval_every=2, download=False, checkpoint_minutes=0)
+
+
+def test_a_recipe_run_resumes_bit_for_bit_and_refuses_a_changed_recipe(data_dir, tmp_path):
+    config = TrainConfig(epochs=3, data_dir=data_dir, **RECIPE)
+    whole = train_run(config, str(tmp_path / "whole"), out=io.StringIO(), err=io.StringIO(), progress=False)
+    out = io.StringIO()
+    # Stopped after epoch 2 (a process killed then would restart from that checkpoint), then continued.
+    train_run(config, str(tmp_path / "parts"), out=io.StringIO(), err=io.StringIO(), progress=False)
+    parts_dir = str(tmp_path / "parts")
+    import shutil
+
+    shutil.rmtree(tmp_path / "parts" / "checkpoints" / "3")
+    resumed = train_run(config, parts_dir, out=out, err=io.StringIO(), progress=False)
+    assert out.getvalue().startswith("Epoch 3/3\n") and "Test Accuracy" in out.getvalue()
+    a, b = load_checkpoint(str(tmp_path / "whole")), load_checkpoint(parts_dir)
+    for x, y in zip(jax.tree.leaves((a.state.params, a.state.opt_state)), jax.tree.leaves((b.state.params, b.state.opt_state))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    h = whole.history
+    assert [e["test_accuracy"] is None for e in h] == [True, False, False]  # every 2nd epoch and the last
+    assert [e["learning_rate"] for e in h] == [e["learning_rate"] for e in resumed.history]
+    # 2 steps an epoch: warm-up from lr/100 over steps 0-1, then cosine over steps 2-5 (each epoch's last step)
+    assert [e["learning_rate"] for e in h] == pytest.approx([0.00505, 0.01 * (1 + np.cos(np.pi / 4)) / 2,
+                                                             0.01 * (1 + np.cos(3 * np.pi / 4)) / 2], rel=1e-5)
+    for flag, change in [("--label-smoothing", dict(label_smoothing=0.2)), ("--augment", dict(augment="flip")),
+                         ("--schedule", dict(schedule="onecycle")), ("--epochs", dict(epochs=5))]:
+        with pytest.raises(ConfigError, match=flag):
+            train_run(dataclasses.replace(config, **change), parts_dir, out=io.StringIO(), err=io.StringIO())
