@@ -208,7 +208,33 @@ def test_a_recipe_run_resumes_bit_for_bit_and_refuses_a_changed_recipe(data_dir,
     # 2 steps an epoch: warm-up from lr/100 over steps 0-1, then cosine over steps 2-5 (each epoch's last step)
     assert [e["learning_rate"] for e in h] == pytest.approx([0.00505, 0.01 * (1 + np.cos(np.pi / 4)) / 2,
                                                              0.01 * (1 + np.cos(3 * np.pi / 4)) / 2], rel=1e-5)
+    # TensorBoard events: every scalar of metrics.json, at step = epoch (the resumed run adds epoch 3 again)
+    scalars = _events(tmp_path / "whole" / "tensorboard")
+    assert scalars["accuracy/train"] == [(e["epoch"], pytest.approx(e["train_accuracy"])) for e in h]
+    assert scalars["accuracy/test"] == [(e["epoch"], pytest.approx(e["test_accuracy"])) for e in h[1:]]
+    assert [s for s, _ in scalars["learning_rate"]] == [1, 2, 3] and "speed/train_images_per_s" in scalars
+    assert [s for s, _ in _events(tmp_path / "parts" / "tensorboard")["loss/train"]] == [1, 2, 3, 3]
     for flag, change in [("--label-smoothing", dict(label_smoothing=0.2)), ("--augment", dict(augment="flip")),
                          ("--schedule", dict(schedule="onecycle")), ("--epochs", dict(epochs=5))]:
         with pytest.raises(ConfigError, match=flag):
             train_run(dataclasses.replace(config, **change), parts_dir, out=io.StringIO(), err=io.StringIO())
+
+
+def _events(folder):
+    """{tag: [(step, value)]} from the TensorBoard event files in `folder` (TFRecord framing, read by hand)."""
+    import os
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for name in sorted(os.listdir(folder)):
+        data = open(os.path.join(folder, name), "rb").read()
+        i = 0
+        while i < len(data):
+            (length,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + length])
+            i += 12 + length + 4
+            for v in event.summary.value:
+                scalars.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return scalars

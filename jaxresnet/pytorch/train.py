@@ -19,6 +19,7 @@ from jaxresnet.config import ConfigError, TrainConfig
 from jaxresnet.data import load_subsets
 from jaxresnet.pytorch.recipe import TorchAugment, make_torch_optimizer, steps_per_epoch
 from jaxresnet.pytorch.reference import TORCH_ARCHS, torch_preprocess
+from jaxresnet.training.events import EventLog
 from jaxresnet.training.loop import accuracy_percent, epoch_permutation
 from jaxresnet.training.run import RunResult, epoch_record, print_epoch, seed_keys, write_config, write_outputs
 
@@ -53,6 +54,7 @@ def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) ->
     labels = torch.from_numpy(np.array(train.labels)).long().to(device)
     test_images = torch.from_numpy(np.array(test.images)).to(device)
     n, history = len(train), []
+    events = EventLog(workdir, err=err)
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         perm = torch.from_numpy(epoch_order(config.seed, epoch, n)).to(device)
@@ -95,4 +97,6 @@ def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) ->
         history.append(epoch_record(epoch, train_acc, test_acc, loss_sum / n,
                                     time.perf_counter() - t0, train_s, n, lr))
         write_outputs(workdir, history)
+        events.epoch(history[-1])
+    events.close()
     return RunResult(workdir, history, model)

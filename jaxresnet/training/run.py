@@ -23,6 +23,7 @@ from jaxresnet.data.augment import Augment, make_augment
 from jaxresnet.models import ARCHS
 from jaxresnet.plots import plot_accuracy
 from jaxresnet.training.checkpoint import CheckpointError, CheckpointStore
+from jaxresnet.training.events import EventLog
 from jaxresnet.training.lock import WorkdirLock
 from jaxresnet.training.loop import (DeviceData, EpochPosition, accuracy_percent, predict, steps_per_call,
                                      train_epoch)
@@ -104,7 +105,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
     if not os.access(workdir, os.W_OK):
         raise ConfigError(f"--workdir {workdir} is not writable")
     lock = WorkdirLock(workdir).acquire() if primary else None  # WorkdirBusy: another run has it
-    store = steps_store = None
+    store = steps_store = events = None
     started = False
 
     def open_stores():
@@ -152,6 +153,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
 
         if primary:
             write_config(workdir, config, framework="jax")
+        events = EventLog(workdir, enabled=primary, err=err)
         chunk = steps_per_call(config.steps_per_call, len(train) // config.batch_size)
         with stop_requests() as stop:
             last_save = time.monotonic()
@@ -200,6 +202,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                                             recipe.lr_at(epoch * recipe.steps_per_epoch - 1)))
                 if primary:
                     write_outputs(workdir, history)
+                events.epoch(history[-1])
                 stopping = stop.signum is not None and epoch < config.epochs
                 if epoch % config.save_every == 0 or epoch == config.epochs or stopping:
                     store.save(epoch, state, shuffle_key, history, config)
@@ -213,7 +216,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
             write_outputs(workdir, history)
         return RunResult(workdir, history, state)
     finally:
-        for s in (steps_store, store):
+        for s in (steps_store, store, events):
             if s is not None:
                 s.close()  # saves are complete before the process can exit
         if lock is not None:
