@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from jaxresnet.data.augment import parse_augment
 from jaxresnet.models.layers import CONV_IMPLS, INITS, NORM_IMPLS
 from jaxresnet.models import ARCHS
+from jaxresnet.recipes import RECIPES
 from jaxresnet.training.optimizer import SCHEDULES
 
 # float64 is a numerical reference, not a way to train: parameters, activations and statistics in
@@ -35,6 +36,7 @@ class TrainConfig:
     dtype: str = "float32"
     init: str = "torch"
     # The recipe (tests/test_recipe.py; docs/recipe/): the reference's values are the defaults.
+    recipe: str = "reference"  # the preset the values below started from (jaxresnet.recipes)
     augment: str = "none"  # none, or a comma-separated list of crop, flip, cutout
     crop_padding: int = 4  # crop: the largest shift, in source pixels
     cutout_size: int = 8  # cutout: the square's side, in source pixels
@@ -93,6 +95,7 @@ class TrainConfig:
             raise ConfigError(f"--warmup-epochs must be a number >= 0, got {self.warmup_epochs}")
         _one_of("--schedule", self.schedule, SCHEDULES)
         _one_of("--tta", self.tta, TTAS)
+        _one_of("--recipe", self.recipe, tuple(RECIPES))
         if self.warmup_epochs >= self.epochs and self.warmup_epochs:
             raise ConfigError(f"--warmup-epochs ({self.warmup_epochs}) must be fewer than --epochs ({self.epochs})")
         if self.nesterov and not self.momentum:

@@ -238,3 +238,23 @@ def _events(folder):
             for v in event.summary.value:
                 scalars.setdefault(v.tag, []).append((event.step, v.simple_value))
     return scalars
+
+
+def test_recipe_presets_resolve_and_an_explicit_flag_wins():
+    from jaxresnet.cli.args import experiment_config
+    from jaxresnet.cli.train import PROCESS_FLAGS, build_parser
+    from jaxresnet.cli.train_torch import build_parser as torch_parser
+    from jaxresnet.recipes import RECIPES
+
+    def resolve(parser, argv):
+        return experiment_config(parser, parser.parse_args(argv), argv,
+                                 ("workdir", "resume", "progress") + PROCESS_FLAGS)
+
+    assert resolve(build_parser(), []) == TrainConfig()  # the reference: today's defaults, exactly
+    improved = resolve(build_parser(), ["--recipe", "improved"])
+    assert improved.recipe == "improved" and all(getattr(improved, k) == v for k, v in RECIPES["improved"].items())
+    mixed = resolve(build_parser(), ["--recipe", "improved", "--epochs", "12", "--lr=0.1", "--augment", "none"])
+    assert (mixed.epochs, mixed.lr, mixed.augment, mixed.schedule) == (12, 0.1, "none", RECIPES["improved"]["schedule"])
+    # the torch baseline resolves the same flags the same way
+    assert resolve(torch_parser(), ["--recipe", "improved", "--epochs", "12"]) == \
+        dataclasses.replace(improved, epochs=12)

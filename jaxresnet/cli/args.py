@@ -54,8 +54,13 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
     from jaxresnet.data.augment import AUGMENTS
     from jaxresnet.training.optimizer import SCHEDULES
 
+    from jaxresnet.recipes import RECIPES
+
     d = TrainConfig()
     g = p.add_argument_group("recipe (the defaults are the reference's; README: A better model)")
+    g.add_argument("--recipe", default=d.recipe, choices=sorted(RECIPES),
+                   help="a preset of the experiment flags; a flag given explicitly overrides its value "
+                        "(default %(default)s)")
     g.add_argument("--augment", default=d.augment,
                    help=f"training augmentation on the device: none, or a comma-separated list of {', '.join(AUGMENTS)} "
                         "(default %(default)s)")
@@ -76,6 +81,29 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
                    help="test-time augmentation: flip averages the logits with the mirrored image's")
     g.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="score the test split every N epochs and at the last (default %(default)s)")
+
+
+def experiment_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str],
+                      exclude: tuple[str, ...]):
+    """The TrainConfig of the flags: the defaults, then `--recipe`'s preset, then the flags given."""
+    from jaxresnet.recipes import apply_recipe
+
+    fields = {k: v for k, v in vars(args).items() if k not in exclude}
+    return apply_recipe(TrainConfig(**fields), args.recipe, given_flags(parser, argv))
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The destinations of the flags present in `argv` (a second parse in which nothing has a default)."""
+    import copy
+
+    bare = copy.deepcopy(parser)
+    for action in bare._actions:
+        action.default = argparse.SUPPRESS
+    bare.error = lambda message: None  # the real parse has already accepted argv
+    try:
+        return set(vars(bare.parse_known_args(argv)[0]))
+    except SystemExit:
+        return set()
 
 
 def default_workdir(tag: str) -> str:

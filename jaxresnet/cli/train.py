@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from jaxresnet.cli.args import ArgumentParser, add_experiment_flags, default_workdir, quiet_libraries
+from jaxresnet.cli.args import (ArgumentParser, add_experiment_flags, default_workdir, experiment_config,
+                                quiet_libraries)
 
 
 def build_parser() -> ArgumentParser:
@@ -66,8 +67,7 @@ def main(argv: list[str]) -> int:
     from jaxresnet.training.loop import NonFiniteLoss
     from jaxresnet.training.compile_cache import enable_compilation_cache
 
-    fields = {k: v for k, v in vars(args).items() if k not in ("workdir", "resume", "progress") + PROCESS_FLAGS}
-    config = TrainConfig(**fields)
+    config = experiment_config(parser, args, argv, ("workdir", "resume", "progress") + PROCESS_FLAGS)
     try:
         config.validate()
     except ConfigError as e:

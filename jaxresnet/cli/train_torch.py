@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from jaxresnet.cli.args import ArgumentParser, add_experiment_flags, default_workdir
+from jaxresnet.cli.args import ArgumentParser, add_experiment_flags, default_workdir, experiment_config
 
 
 def build_parser() -> ArgumentParser:
@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
         from jaxresnet.pytorch.train import check_torch_config, torch_train_run
     except ImportError as e:  # jaxresnet.pytorch says in one line what to install
         parser.error(f"the torch baseline cannot run: {e}")
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k != "workdir"})
+    config = experiment_config(parser, args, argv, ("workdir",))
     try:
         check_torch_config(config)
     except ConfigError as e:
