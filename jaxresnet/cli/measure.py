@@ -17,6 +17,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--data-dir", default=None, help="tensorflow-datasets folder (default ~/tensorflow_datasets)")
     p.add_argument("--data-cache", default=None, help="decoded-data cache (default: the training default)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per framework in --parity (default 3)")
+    p.add_argument("--parity-only", action="store_true",
+                   help="only the parity experiment (for a second short loan of a machine)")
     p.add_argument("--no-torch", dest="torch", action="store_false", default=None, help="JAX only")
     return p
 
@@ -41,6 +43,7 @@ def main(argv: list[str]) -> int:
     try:
         result = measure(args.outdir, quick=args.quick, with_parity=args.parity, data_dir=args.data_dir,
                          data_cache=args.data_cache, torch_too=args.torch, seeds=args.seeds,
+                         parity_only=args.parity_only,
                          log=lambda s: print(s, file=sys.stderr, flush=True))
     except (ConfigError, DataError) as e:
         parser.error(str(e))

@@ -192,9 +192,10 @@ def parity(p: Plan, outdir: str, clock: CompileClock, torch_too: bool, log) -> d
 
 
 def measure(outdir: str, *, quick: bool = False, with_parity: bool = False, data_dir=None, data_cache=None,
-            torch_too: bool | None = None, seeds: int | None = None, log=print) -> dict:
+            torch_too: bool | None = None, seeds: int | None = None, log=print, parity_only: bool = False) -> dict:
     """Runs every part, the reference run first; measure.json and measure.md are rewritten after each
-    part, so a machine taken back mid-way still leaves what was measured."""
+    part, so a machine taken back mid-way still leaves what was measured. `parity_only`: the parity
+    experiment alone (a second short machine loan after a first took the rest)."""
     os.makedirs(outdir, exist_ok=True)
     clock = CompileClock()
     env = environment()
@@ -213,14 +214,15 @@ def measure(outdir: str, *, quick: bool = False, with_parity: bool = False, data
         with open(os.path.join(outdir, "measure.md"), "w") as f:
             f.write(markdown(result) + "\n")
 
-    log(f"reference run: {p.reference.epochs} epochs at --resize {p.reference.resize}")
-    result["reference_run"] = reference_run(p.reference, os.path.join(outdir, "reference-run"), clock)
-    save()
-    benchmark_matrix(p, torch_too, log, result["benchmarks"])
-    save()
-    result["steps_per_call"] = steps_per_call(p, log)
-    save()
-    if with_parity:
+    if not parity_only:
+        log(f"reference run: {p.reference.epochs} epochs at --resize {p.reference.resize}")
+        result["reference_run"] = reference_run(p.reference, os.path.join(outdir, "reference-run"), clock)
+        save()
+        benchmark_matrix(p, torch_too, log, result["benchmarks"])
+        save()
+        result["steps_per_call"] = steps_per_call(p, log)
+        save()
+    if with_parity or parity_only:
         result["parity"] = parity(p, outdir, clock, torch_too, log)
     result["complete"] = True
     save()
@@ -249,10 +251,19 @@ def markdown(result: dict) -> str:
         lines += [f"| {d['steps_per_call']} | {d['resize']} | {d['batch_size']} | {d['images_per_s']} "
                   f"({', '.join(map(str, d['all']))}) |" for d in result["steps_per_call"]]
     r = result.get("reference_run")
-    if r is None:
-        return "\n".join(lines)
+    if r is not None:
+        lines += _reference_lines(r)
+    if "parity" in result:
+        lines += ["", "Parity experiment (test accuracy per epoch, mean ± std over seeds):", "",
+                  result["parity"]["table"]]
+    if "total_s" in result:
+        lines += ["", f"Total: {result['total_s']} s" + ("" if result.get("complete", True) else " (incomplete)")]
+    return "\n".join(lines)
+
+
+def _reference_lines(r: dict) -> list[str]:
     c = r["config"]
-    lines += ["", f"Reference run (--resize {c['resize']}, {r['epochs']} epochs, {c['train_per_class']} per class, "
+    return ["", f"Reference run (--resize {c['resize']}, {r['epochs']} epochs, {c['train_per_class']} per class, "
                   f"test per class {c['test_per_class'] or 'all'}):",
               "", "| wall s | compile s | train s | score s | other s | steady epoch s | test acc % (final / best) "
                   "| peak memory |",
@@ -262,8 +273,3 @@ def markdown(result: dict) -> str:
               f"{r['final_test_accuracy']} / {r['best_test_accuracy']} | "
               + (f"device {r['device_peak_mb']} MB, " if "device_peak_mb" in r else "")
               + f"host RSS {r['host_peak_rss_mb']} MB |"]
-    if "parity" in result:
-        lines += ["", "Parity experiment (test accuracy per epoch, mean ± std over seeds):", "",
-                  result["parity"]["table"]]
-    lines += ["", f"Total: {result['total_s']} s" + ("" if result.get("complete", True) else " (incomplete)")]
-    return "\n".join(lines)
