@@ -26,11 +26,12 @@ class ConfigError(ValueError):
 class TrainConfig:
     # The experiment: changing any of these makes a different run, so a resume refuses them.
     arch: str = "resnet34"
+    dataset: str = "cifar10"  # a tensorflow-datasets image-classification dataset (jaxresnet.data.datasets)
     resize: int = 128
     batch_size: int = 32
     lr: float = 0.01
     momentum: float = 0.9
-    train_per_class: int = 500
+    train_per_class: int | None = 500  # None: every image (the CLI's default for datasets other than CIFAR-10)
     test_per_class: int | None = None  # None: the whole 10,000-image test split
     seed: int = 0
     dtype: str = "float32"
@@ -65,7 +66,10 @@ class TrainConfig:
         _at_least("--epochs", self.epochs, 1)
         _at_least("--batch-size", self.batch_size, 1)
         _at_least("--eval-batch-size", self.eval_batch_size, 1)
-        _at_least("--train-per-class", self.train_per_class, 1)
+        if self.train_per_class is not None:
+            _at_least("--train-per-class", self.train_per_class, 1)
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ConfigError(f"--dataset must name a tensorflow-datasets dataset, got {self.dataset!r}")
         if self.test_per_class is not None:
             _at_least("--test-per-class", self.test_per_class, 1)
         _at_least("--save-every", self.save_every, 1)

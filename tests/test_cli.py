@@ -86,6 +86,10 @@ def test_evaluate_scores_a_checkpoint(cli_run, run_script, data_dir):
     (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1), got 1.0"),
     (["--nesterov", "--momentum", "0"], "--nesterov needs a momentum > 0"),
     (["--warmup-epochs", "10"], "--warmup-epochs (10.0) must be fewer than --epochs (10)"),
+    (["--dataset", "no_such_dataset_xyz", "--no-download"], "--dataset no_such_dataset_xyz: tensorflow-datasets has no "
+                                                            "dataset of that name"),
+    (["--dataset", "glue", "--no-download"], "--dataset glue is not image classification"),
+    (["--train-per-class", "some"], "argument --train-per-class: expected an integer or all, got 'some'"),
 ])
 def test_bad_flags_exit_2_with_one_line(run_script, args, message):
     proc = run_script("train.py", *args)

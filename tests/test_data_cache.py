@@ -32,7 +32,7 @@ def test_a_cached_subset_equals_the_decoded_one_and_is_read_without_decoding(dat
     def no_decoding(*a, **k):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(subsets, "load_cifar10", no_decoding)
+    monkeypatch.setattr(subsets, "load_split", no_decoding)
     train2, test2 = load_subsets(data_dir, False, 20, 5, 3, str(root))
     assert np.array_equal(train2.images, train.images) and np.array_equal(train2.labels, train.labels)
     assert np.array_equal(test2.images, test.images) and np.array_equal(test2.labels, test.labels)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -31,10 +32,14 @@ def add_experiment_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
     p.add_argument("--lr", type=float, default=d.lr, help="SGD learning rate (default %(default)s)")
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default %(default)s)")
-    p.add_argument("--train-per-class", type=int, default=d.train_per_class,
-                   help="training images per class (default %(default)s: 5,000 images)")
-    p.add_argument("--test-per-class", type=int, default=d.test_per_class,
-                   help="test images per class (default: the whole 10,000-image test split)")
+    p.add_argument("--dataset", default=d.dataset,
+                   help="any tensorflow-datasets image-classification dataset, e.g. cifar100, svhn_cropped "
+                        "(default %(default)s)")
+    p.add_argument("--train-per-class", type=per_class, default=d.train_per_class,
+                   help="training images per class, or all (default: 500 for CIFAR-10, 5,000 images; all for "
+                        "other datasets)")
+    p.add_argument("--test-per-class", type=per_class, default=d.test_per_class,
+                   help="test images per class, or all (default: all; CIFAR-10's whole 10,000-image test split)")
     p.add_argument("--seed", type=int, default=d.seed, help="subset, init and shuffle seed (default %(default)s)")
     p.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, help="default %(default)s")
     p.add_argument("--data-dir", default=d.data_dir,
@@ -89,7 +94,11 @@ def experiment_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
     from jaxresnet.recipes import apply_recipe
 
     fields = {k: v for k, v in vars(args).items() if k not in exclude}
-    return apply_recipe(TrainConfig(**fields), args.recipe, given_flags(parser, argv))
+    given = given_flags(parser, argv)
+    config = apply_recipe(TrainConfig(**fields), args.recipe, given)
+    if config.dataset != TrainConfig.dataset and "train_per_class" not in given:
+        config = dataclasses.replace(config, train_per_class=None)  # other datasets: every image by default
+    return config
 
 
 def given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
@@ -104,6 +113,16 @@ def given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
         return set(vars(bare.parse_known_args(argv)[0]))
     except SystemExit:
         return set()
+
+
+def per_class(text: str) -> int | None:
+    """An image count per class, or "all" (None)."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or all, got {text!r}") from None
 
 
 def default_workdir(tag: str) -> str:

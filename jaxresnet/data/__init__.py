@@ -2,7 +2,8 @@
 
 - `split`: `Split` (host uint8 images + int32 labels) and `DataError`, what every source returns.
 - `cifar10`: the CIFAR-10 source (tensorflow-datasets), its class names and channel statistics.
-  A new dataset is a new source module beside it returning `Split`s.
+- `datasets`: `--dataset NAME`: any tfds image-classification dataset, and `DatasetInfo` (class
+  names, statistics) that runs, checkpoints and evaluation carry. A new kind of source goes beside it.
 - `subsets`: the seeded class-balanced subsets a run trains and is scored on.
 - `cache`: the decoded-data cache the subsets are read from once written (no TensorFlow needed).
 - `preprocess`: what runs on the device inside the jitted steps (resize, normalise); per-step
@@ -11,7 +12,9 @@
 from jaxresnet.data.cifar10 import CLASS_NAMES, MEAN, NUM_CLASSES, STD, load_cifar10
 from jaxresnet.data.preprocess import preprocess
 from jaxresnet.data.split import DataError, Split
-from jaxresnet.data.subsets import balanced_subset, load_subsets, load_test_subset
+from jaxresnet.data.datasets import CIFAR10, DatasetInfo
+from jaxresnet.data.subsets import balanced_subset, load_dataset, load_subsets, load_test_subset
 
-__all__ = ["CLASS_NAMES", "MEAN", "NUM_CLASSES", "STD", "DataError", "Split", "balanced_subset",
+__all__ = ["CIFAR10", "CLASS_NAMES", "MEAN", "NUM_CLASSES", "STD", "DataError", "DatasetInfo", "Split",
+           "balanced_subset", "load_dataset",
            "load_cifar10", "load_subsets", "load_test_subset", "preprocess"]

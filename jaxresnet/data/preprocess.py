@@ -12,8 +12,9 @@ import jax.numpy as jnp
 from jaxresnet.data.cifar10 import MEAN, STD
 
 
-def preprocess(images_u8: jax.Array, size: int, dtype=jnp.float32) -> jax.Array:
-    """uint8 NHWC 32x32 -> float NHWC size x size: bilinear resize, then per-channel normalisation.
+def preprocess(images_u8: jax.Array, size: int, dtype=jnp.float32, stats=(MEAN, STD)) -> jax.Array:
+    """uint8 NHWC -> float NHWC size x size: bilinear resize, then per-channel normalisation by
+    `stats` = (mean, std) on a [0, 1] scale (CIFAR-10's by default; static: tuples).
 
     Bilinear without antialiasing, half-pixel centres: torch's
     `F.interpolate(x, size, mode="bilinear", align_corners=False)`. Runs inside jit.
@@ -22,5 +23,5 @@ def preprocess(images_u8: jax.Array, size: int, dtype=jnp.float32) -> jax.Array:
     n, h, w, c = x.shape
     if (h, w) != (size, size):
         x = jax.image.resize(x, (n, size, size, c), method="linear", antialias=False)
-    x = (x - jnp.asarray(MEAN)) / jnp.asarray(STD)
+    x = (x - jnp.asarray(stats[0])) / jnp.asarray(stats[1])
     return x.astype(dtype)

@@ -83,11 +83,11 @@ def TorchResNet18(num_classes: int = 10) -> TorchResNet:
 TORCH_ARCHS = {"resnet18": TorchResNet18, "resnet34": TorchResNet34}
 
 
-def torch_preprocess(images_u8: torch.Tensor, size: int) -> torch.Tensor:
+def torch_preprocess(images_u8: torch.Tensor, size: int, stats=(MEAN, STD)) -> torch.Tensor:
     """uint8 NHWC -> float NCHW: the same bilinear resize and normalisation as `jaxresnet.data.preprocess`."""
     x = images_u8.permute(0, 3, 1, 2).float() / 255.0
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    mean = torch.tensor(MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    mean = torch.tensor(stats[0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(stats[1], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from jaxresnet.config import ConfigError, TrainConfig
-from jaxresnet.data import load_subsets
+from jaxresnet.data import load_dataset
 from jaxresnet.pytorch.recipe import TorchAugment, make_torch_optimizer, steps_per_epoch
 from jaxresnet.pytorch.reference import TORCH_ARCHS, torch_preprocess
 from jaxresnet.training.events import EventLog
@@ -40,13 +40,13 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) -> RunResult:
     out, err = out or sys.stdout, err or sys.stderr
     check_torch_config(config)
-    train, test = load_subsets(config.data_dir, config.download, config.train_per_class,
-                               config.test_per_class, config.seed, config.data_cache)
+    train, test, dataset = load_dataset(config)  # the JAX run's data path, statistics included
     os.makedirs(workdir, exist_ok=True)
-    write_config(workdir, config, framework="torch")
+    write_config(workdir, config, framework="torch", dataset=dataset)
     torch.manual_seed(config.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the data, like JAX's, lives on the device
-    model = TORCH_ARCHS[config.arch](num_classes=10).to(device)
+    model = TORCH_ARCHS[config.arch](num_classes=dataset.num_classes).to(device)
+    stats = dataset.stats
     opt, scheduler = make_torch_optimizer(model.parameters(), config, steps_per_epoch(len(train), config.batch_size))
     augment = TorchAugment(config)
     source_size = train.images.shape[1]
@@ -64,9 +64,9 @@ def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) ->
             idx = perm[start:start + config.batch_size]
             raw, y = images[idx], labels[idx]
             if augment:
-                x = augment.resized(torch_preprocess(augment.source(raw), config.resize), source_size)
+                x = augment.resized(torch_preprocess(augment.source(raw), config.resize, stats), source_size)
             else:
-                x = torch_preprocess(raw, config.resize)
+                x = torch_preprocess(raw, config.resize, stats)
             opt.zero_grad(set_to_none=True)
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
@@ -86,7 +86,7 @@ def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) ->
             preds = []
             with torch.no_grad():
                 for start in range(0, len(test), config.eval_batch_size):
-                    x = torch_preprocess(test_images[start:start + config.eval_batch_size], config.resize)
+                    x = torch_preprocess(test_images[start:start + config.eval_batch_size], config.resize, stats)
                     logits = model(x)
                     if config.tta == "flip":  # averaged with the mirrored image's
                         logits = (logits + model(x.flip(3))) / 2

@@ -28,6 +28,7 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from jaxresnet.checksums import crc32
 from jaxresnet.config import TrainConfig
+from jaxresnet.data.datasets import DatasetInfo
 from jaxresnet.training.state import TrainState
 
 
@@ -43,6 +44,7 @@ class Restored:
     history: list[dict]
     config: TrainConfig
     position: dict | None = None  # a step checkpoint's place in its epoch (see save)
+    dataset: DatasetInfo | None = None  # filled in by load_checkpoint
 
 
 def _test_accuracy(metrics) -> float:
@@ -80,7 +82,7 @@ class CheckpointStore:
 
     # -- saving -------------------------------------------------------------------------------------
     def save(self, epoch: int, state: TrainState, shuffle_key: jax.Array, history: list[dict],
-             config: TrainConfig, position: dict | None = None) -> float:
+             config: TrainConfig, position: dict | None = None, dataset: DatasetInfo | None = None) -> float:
         """Start saving; returns the seconds the call blocked (the write goes on behind).
 
         An epoch checkpoint is numbered `epoch` (finished). A step checkpoint (`position` given: the
@@ -91,7 +93,9 @@ class CheckpointStore:
         self._seal()
         items = dict(state=ocp.args.StandardSave(_state_tree(state, shuffle_key, epoch)),
                      history=ocp.args.JsonSave({"epochs": history}),
-                     config=ocp.args.JsonSave(config.to_dict()))
+                     # the dataset's class names and statistics ride with the config (absent: CIFAR-10)
+                     config=ocp.args.JsonSave({**config.to_dict(),
+                                               **({"dataset_info": dataset.to_json()} if dataset else {})}))
         if position is not None:
             items["position"] = ocp.args.JsonSave(position)
         self._manager.save(
@@ -172,6 +176,10 @@ class CheckpointStore:
     def read_config(self, epoch: int) -> TrainConfig:
         out = self._manager.restore(epoch, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
         return TrainConfig.from_dict(dict(out["config"]))
+
+    def read_dataset_info(self, epoch: int) -> DatasetInfo:
+        out = self._manager.restore(epoch, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        return DatasetInfo.from_json(dict(out["config"]).get("dataset_info"))
 
     def saved_config(self) -> TrainConfig | None:
         """The configuration of the newest checkpoint whose configuration is readable."""

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from jaxresnet.data import Split, preprocess
+from jaxresnet.data import CIFAR10, Split, preprocess
 from jaxresnet.data.augment import Augment, augment_resized, augment_source, epoch_key, step_key
 from jaxresnet.training.parallel import batch_sharding, constrain, replicate, replicated
 from jaxresnet.training.state import TrainState, cross_entropy
@@ -49,14 +49,14 @@ def zero_metrics() -> dict:
 
 def _step(state: TrainState, metrics: dict, images, labels, perm, start, step, aug_key=None,
           *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None, augment: Augment = NO_AUGMENT,
-          label_smoothing: float = 0.0):
+          label_smoothing: float = 0.0, stats=CIFAR10.stats):
     """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
     idx = constrain(jax.lax.dynamic_slice_in_dim(perm, start, batch_size), sharding)
     raw = images[idx]
     if augment:  # draws from (seed, epoch, step): `aug_key` is the epoch's, `step` its step
         key = step_key(aug_key, step)
         raw = augment_source(raw, key, augment)
-    x = preprocess(raw, image_size, dtype)
+    x = preprocess(raw, image_size, dtype, stats)
     if augment:
         x = augment_resized(x, key, augment, images.shape[1])
     x = constrain(x, sharding)
@@ -79,40 +79,40 @@ def _step(state: TrainState, metrics: dict, images, labels, perm, start, step, a
     return state, metrics
 
 
-STEP_STATICS = ("batch_size", "image_size", "dtype", "sharding", "augment", "label_smoothing")
+STEP_STATICS = ("batch_size", "image_size", "dtype", "sharding", "augment", "label_smoothing", "stats")
 
 
 @functools.partial(jax.jit, static_argnames=STEP_STATICS, donate_argnums=(0, 1))
 def train_step(state: TrainState, metrics: dict, images, labels, perm, start, step, aug_key=None,
                *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None, augment: Augment = NO_AUGMENT,
-               label_smoothing: float = 0.0):
+               label_smoothing: float = 0.0, stats=CIFAR10.stats):
     """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
     return _step(state, metrics, images, labels, perm, start, step, aug_key, batch_size=batch_size,
                  image_size=image_size, dtype=dtype, sharding=sharding, augment=augment,
-                 label_smoothing=label_smoothing)
+                 label_smoothing=label_smoothing, stats=stats)
 
 
 @functools.partial(jax.jit, static_argnames=("count",) + STEP_STATICS, donate_argnums=(0, 1))
 def train_steps(state: TrainState, metrics: dict, images, labels, perm, first_step, aug_key=None,
                 *, count: int, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None,
-                augment: Augment = NO_AUGMENT, label_smoothing: float = 0.0):
+                augment: Augment = NO_AUGMENT, label_smoothing: float = 0.0, stats=CIFAR10.stats):
     """`count` full steps from step `first_step` in one call: a `lax.scan` of `train_step`'s body,
     so the host dispatches once per `count` steps (what launch-bound accelerators need)."""
     def body(carry, i):
         step = first_step + i
         return _step(*carry, images, labels, perm, step * batch_size, step, aug_key, batch_size=batch_size,
                      image_size=image_size, dtype=dtype, sharding=sharding, augment=augment,
-                     label_smoothing=label_smoothing), None
+                     label_smoothing=label_smoothing, stats=stats), None
 
     (state, metrics), _ = jax.lax.scan(body, (state, metrics), jnp.arange(count, dtype=jnp.int32))
     return state, metrics
 
 
-@functools.partial(jax.jit, static_argnames=("image_size", "dtype", "sharding", "tta"))
+@functools.partial(jax.jit, static_argnames=("image_size", "dtype", "sharding", "tta", "stats"))
 def predict_step(state: TrainState, images, idx, *, image_size: int, dtype=jnp.float32, sharding=None,
-                 tta: bool = False):
+                 tta: bool = False, stats=CIFAR10.stats):
     idx = constrain(idx, sharding)
-    x = constrain(preprocess(images[idx], image_size, dtype), sharding)
+    x = constrain(preprocess(images[idx], image_size, dtype, stats), sharding)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     logits = state.apply_fn(variables, x, train=False)
     if tta:  # test-time augmentation: the logits averaged with the mirrored image's
@@ -123,16 +123,18 @@ def predict_step(state: TrainState, images, idx, *, image_size: int, dtype=jnp.f
 
 @dataclass
 class DeviceData:
-    """A split resident on the device: uint8 images and int32 labels."""
+    """A split resident on the device: uint8 images and int32 labels, and the (mean, std) its images
+    are normalised with (the dataset's: CIFAR-10's by default)."""
 
     images: jax.Array
     labels: jax.Array
+    stats: tuple = CIFAR10.stats
 
     @classmethod
-    def put(cls, split: Split, mesh: Mesh | None = None) -> "DeviceData":
+    def put(cls, split: Split, mesh: Mesh | None = None, stats: tuple = CIFAR10.stats) -> "DeviceData":
         if mesh is None:
-            return cls(jax.device_put(split.images), jax.device_put(split.labels))
-        return cls(*replicate((np.asarray(split.images), np.asarray(split.labels)), mesh))
+            return cls(jax.device_put(split.images), jax.device_put(split.labels), stats)
+        return cls(*replicate((np.asarray(split.images), np.asarray(split.labels)), mesh), stats)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -148,7 +150,8 @@ def predict(state: TrainState, data: DeviceData, image_size: int, batch_size: in
     for start in range(0, n, batch_size):
         idx = np.arange(start, start + batch_size) % n  # pad the remainder by wrapping around
         preds.append(predict_step(state, data.images, jnp.asarray(idx, jnp.int32),
-                                  image_size=image_size, dtype=dtype, sharding=sharding, tta=tta))
+                                  image_size=image_size, dtype=dtype, sharding=sharding, tta=tta,
+                                  stats=data.stats))
     return np.concatenate(jax.device_get(preds))[:n]
 
 
@@ -211,7 +214,7 @@ def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *,
     n = len(data)
     perm = epoch_permutation(shuffle_key, epoch, n)
     aug_key = epoch_key(shuffle_key, epoch) if augment else None
-    recipe = dict(augment=augment, label_smoothing=label_smoothing)
+    recipe = dict(augment=augment, label_smoothing=label_smoothing, stats=data.stats)
     steps = math.ceil(n / batch_size)
     metrics = zero_metrics()
     if start is not None:

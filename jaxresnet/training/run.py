@@ -5,6 +5,7 @@ notebooks drive it the same way.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxresnet.config import ConfigError, TrainConfig, resume_mismatch
-from jaxresnet.data import load_subsets
+from jaxresnet.data import DatasetInfo, load_dataset
 from jaxresnet.data.augment import Augment, make_augment
 from jaxresnet.models import ARCHS
 from jaxresnet.plots import plot_accuracy
@@ -45,15 +46,15 @@ class RunResult:
 
 
 @functools.lru_cache(maxsize=8)
-def _model(arch, dtype, init, conv_impl, norm_impl):
+def _model(arch, dtype, init, conv_impl, norm_impl, num_classes):
     param_dtype = jnp.float64 if dtype == jnp.float64 else jnp.float32  # float64: the reference mode
-    return ARCHS[arch](num_classes=10, dtype=dtype, param_dtype=param_dtype, weight_init=init, conv_impl=conv_impl,
+    return ARCHS[arch](num_classes=num_classes, dtype=dtype, param_dtype=param_dtype, weight_init=init, conv_impl=conv_impl,
                        norm_impl=norm_impl)
 
 
-def build_model(config: TrainConfig):
+def build_model(config: TrainConfig, num_classes: int = 10):
     """The network of a config; the same object for the same network, so jitted steps are reused."""
-    return _model(config.arch, compute_dtype(config), config.init, config.conv_impl, config.norm_impl)
+    return _model(config.arch, compute_dtype(config), config.init, config.conv_impl, config.norm_impl, num_classes)
 
 
 def compute_dtype(config: TrainConfig):
@@ -120,18 +121,17 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
             if problem:
                 raise ConfigError(f"cannot resume {workdir}: {problem}")
 
-        train, test = load_subsets(config.data_dir, config.download, config.train_per_class,
-                                   config.test_per_class, config.seed, config.data_cache)
+        train, test, dataset = load_dataset(config)
         started = True
         if store is None:  # a new run writes nothing before its data is there
             store, steps_store = open_stores()
         mesh = data_mesh() if jax.device_count() > 1 else None  # data parallel over every device
-        train_d, test_d = DeviceData.put(train, mesh), DeviceData.put(test, mesh)
+        train_d, test_d = DeviceData.put(train, mesh, dataset.stats), DeviceData.put(test, mesh, dataset.stats)
         dtype = compute_dtype(config)
         init_key, shuffle_key = seed_keys(config.seed)
         # Replicated before a restore: with several processes, orbax restores into the template's sharding.
         recipe = Recipe.of(config, len(train))
-        state = replicate(create_train_state(build_model(config), init_key, config.resize, config.lr,
+        state = replicate(create_train_state(build_model(config, dataset.num_classes), init_key, config.resize, config.lr,
                                              config.momentum, recipe.optimizer), mesh)
 
         history: list[dict] = []
@@ -152,7 +152,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
         shuffle_key = replicate(shuffle_key, mesh)  # its permutations feed steps on every device
 
         if primary:
-            write_config(workdir, config, framework="jax")
+            write_config(workdir, config, framework="jax", dataset=dataset)
         events = EventLog(workdir, enabled=primary, err=err)
         chunk = steps_per_call(config.steps_per_call, len(train) // config.batch_size)
         with stop_requests() as stop:
@@ -174,7 +174,8 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                     if not stopping and not due:
                         return
                     here = where()
-                    steps_store.save(epoch, state, shuffle_key, history, config, position=here.to_json())
+                    steps_store.save(epoch, state, shuffle_key, history, config, position=here.to_json(),
+                                     dataset=dataset)
                     last_save = time.monotonic()
                     if stop.signum is not None:
                         raise Preempted(stop.signum, f"in epoch {epoch} after step {here.step}; "
@@ -205,7 +206,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                 events.epoch(history[-1])
                 stopping = stop.signum is not None and epoch < config.epochs
                 if epoch % config.save_every == 0 or epoch == config.epochs or stopping:
-                    store.save(epoch, state, shuffle_key, history, config)
+                    store.save(epoch, state, shuffle_key, history, config, dataset=dataset)
                     last_save = time.monotonic()
                     if steps_store.epochs():  # superseded by this epoch's checkpoint
                         store.wait()
@@ -257,9 +258,11 @@ def load_checkpoint(workdir: str, which: str | int = "latest"):
             check_precision(config)
         except ConfigError as e:
             raise CheckpointError(str(e)) from None
-        template = create_train_state(build_model(config), seed_keys(config.seed)[0], config.resize,
-                                      config.lr, config.momentum, Recipe.of(config, 1).optimizer)
-        return store.restore(template, epoch, fallback=False)
+        dataset = store.read_dataset_info(epoch)
+        template = create_train_state(build_model(config, dataset.num_classes), seed_keys(config.seed)[0],
+                                      config.resize, config.lr, config.momentum, Recipe.of(config, 1).optimizer)
+        restored = store.restore(template, epoch, fallback=False)
+        return dataclasses.replace(restored, dataset=dataset)
     finally:
         store.close()
 
@@ -312,8 +315,10 @@ class Recipe:
         return float(self.schedule(step)) if callable(self.schedule) else float(self.schedule)
 
 
-def write_config(workdir: str, config: TrainConfig, framework: str) -> None:
-    _write_json(os.path.join(workdir, "config.json"), {**config.to_dict(), "framework": framework})
+def write_config(workdir: str, config: TrainConfig, framework: str, dataset: DatasetInfo | None = None) -> None:
+    """config.json: every resolved flag, the framework, and the dataset's class names and statistics."""
+    _write_json(os.path.join(workdir, "config.json"),
+                {**config.to_dict(), "framework": framework, **({"dataset_info": dataset.to_json()} if dataset else {})})
 
 
 def write_outputs(workdir: str, history: list[dict]) -> None:
