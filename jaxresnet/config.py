@@ -27,6 +27,7 @@ class TrainConfig:
     # The experiment: changing any of these makes a different run, so a resume refuses them.
     arch: str = "resnet34"
     dataset: str = "cifar10"  # a tensorflow-datasets image-classification dataset (jaxresnet.data.datasets)
+    store_size: int = 64  # folder:PATH datasets: the side images are stored at, once, on the host
     resize: int = 128
     batch_size: int = 32
     lr: float = 0.01
@@ -68,6 +69,7 @@ class TrainConfig:
         _at_least("--eval-batch-size", self.eval_batch_size, 1)
         if self.train_per_class is not None:
             _at_least("--train-per-class", self.train_per_class, 1)
+        _at_least("--store-size", self.store_size, 8)
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ConfigError(f"--dataset must name a tensorflow-datasets dataset, got {self.dataset!r}")
         if self.test_per_class is not None:

@@ -35,6 +35,9 @@ def add_experiment_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=d.dataset,
                    help="any tensorflow-datasets image-classification dataset, e.g. cifar100, svhn_cropped "
                         "(default %(default)s)")
+    p.add_argument("--store-size", type=int, default=d.store_size,
+                   help="--dataset folder:PATH: the side in pixels every image is resized to once, on the host, "
+                        "and kept at on the device (default %(default)s)")
     p.add_argument("--train-per-class", type=per_class, default=d.train_per_class,
                    help="training images per class, or all (default: 500 for CIFAR-10, 5,000 images; all for "
                         "other datasets)")

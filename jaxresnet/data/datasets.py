@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxresnet.data.cifar10 import (CLASS_NAMES, MEAN, STD, _tensorflow_without_gpus, load_cifar10,
                                     prepared_version, resolve_data_dir)
+from jaxresnet.data import folder
 from jaxresnet.data.split import DataError, Split
 
 DEFAULT_DATASET = "cifar10"
@@ -29,6 +30,7 @@ class DatasetInfo:
     std: tuple[float, ...] = STD
     test_split: str = "test"
     version: str | None = None
+    store_size: int | None = None  # folder datasets: the side every image is stored at
 
     @property
     def num_classes(self) -> int:
@@ -40,24 +42,31 @@ class DatasetInfo:
 
     def to_json(self) -> dict:
         return {"name": self.name, "class_names": list(self.class_names), "mean": list(self.mean),
-                "std": list(self.std), "test_split": self.test_split, "version": self.version}
+                "std": list(self.std), "test_split": self.test_split, "version": self.version,
+                "store_size": self.store_size}
 
     @classmethod
     def from_json(cls, d: dict | None) -> "DatasetInfo":
         if not d:  # a run saved before datasets were a choice: CIFAR-10
             return CIFAR10
         return cls(d["name"], tuple(d["class_names"]), tuple(d["mean"]), tuple(d["std"]),
-                   d.get("test_split", "test"), d.get("version"))
+                   d.get("test_split", "test"), d.get("version"), d.get("store_size"))
 
 
 CIFAR10 = DatasetInfo(DEFAULT_DATASET, CLASS_NAMES)
 
 
-def describe(name: str, data_dir: str | None) -> DatasetInfo:
+def describe(name: str, data_dir: str | None, store_size: int | None = None) -> DatasetInfo:
     """A tfds dataset's class names and test split, from its builder (no data read); DataError if
-    tfds does not know it or it is not image classification. Statistics are filled in later."""
+    tfds does not know it or it is not image classification. Statistics are filled in later.
+    `folder:PATH`: the folder's (`jaxresnet.data.folder`), its images stored at `store_size`."""
     if name == DEFAULT_DATASET:
         return CIFAR10
+    if folder.is_folder(name):
+        root = folder.folder_path(name)
+        test, classes, _ = folder.survey(root)
+        return DatasetInfo(name, classes, test_split=test, version=folder.fingerprint(root),
+                           store_size=store_size or folder.DEFAULT_STORE_SIZE)
     tfds = _tfds(name, data_dir)
     try:
         builder = tfds.builder(name, data_dir=resolve_data_dir(data_dir))
@@ -83,6 +92,8 @@ def load_split(info: DatasetInfo, split: str, data_dir: str | None, download: bo
     """One split of the dataset as RGB uint8 (grayscale repeated, alpha dropped)."""
     if info.name == DEFAULT_DATASET:
         return load_cifar10(split, data_dir, download)
+    if folder.is_folder(info.name):
+        return folder.load_folder_split(folder.folder_path(info.name), split, info.store_size)
     return _load_tfds(info.name, split, resolve_data_dir(data_dir), download)
 
 

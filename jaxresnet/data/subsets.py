@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
-from jaxresnet.data import cache
+from jaxresnet.data import cache, folder
 from jaxresnet.data.cifar10 import CLASS_NAMES, prepared_version
 from jaxresnet.data.datasets import CIFAR10, DEFAULT_DATASET, DatasetInfo, channel_stats, describe, load_split
 from jaxresnet.data.split import DataError, Split
@@ -32,12 +33,13 @@ def balanced_subset(labels: np.ndarray, per_class: int | None, seed: int,
 def load_dataset(config) -> tuple[Split, Split, DatasetInfo]:
     """A run's (train, test) images and what it needs to know of its dataset (`config.dataset`):
     CIFAR-10 with its published statistics, any other dataset with its training subset's own."""
-    info = describe(config.dataset, config.data_dir) if config.dataset != DEFAULT_DATASET else CIFAR10
+    info = describe(config.dataset, config.data_dir, config.store_size) if config.dataset != DEFAULT_DATASET \
+        else CIFAR10
     train, test = load_subsets(config.data_dir, config.download, config.train_per_class, config.test_per_class,
                                config.seed, config.data_cache, info=info)
-    if info.name != DEFAULT_DATASET:
+    if info.name != DEFAULT_DATASET:  # its own statistics, and the side its images are kept at
         mean, std = channel_stats(train.images)
-        info = dataclasses.replace(info, mean=mean, std=std)
+        info = dataclasses.replace(info, mean=mean, std=std, store_size=int(train.images.shape[1]))
     return train, test, info
 
 
@@ -57,7 +59,11 @@ def load_test_subset(data_dir, download, test_per_class, seed, data_cache: str |
 
 def _subset(split: str, data_dir, download, per_class, seed, data_cache, info: DatasetInfo,
             name: str | None = None) -> Split:
-    version = prepared_version(data_dir, info.name)
+    source, dataset, version = "tfds", info.name, prepared_version(data_dir, info.name)
+    if folder.is_folder(info.name):  # keyed by the folder's path and contents, and the stored size
+        source = "folder"
+        dataset = hashlib.sha1(folder.folder_path(info.name).encode()).hexdigest()[:12]
+        version = f"{info.version}-{info.store_size}px"
 
     def build() -> Split:
         whole = load_split(info, split, data_dir, download)
@@ -65,5 +71,5 @@ def _subset(split: str, data_dir, download, per_class, seed, data_cache, info: D
 
     # Without a prepared copy (version None) the newest cached version serves; failing that, build()
     # downloads, or says that there is no data.
-    return cache.load(cache.resolve_root(data_cache), source="tfds", dataset=info.name, version=version,
+    return cache.load(cache.resolve_root(data_cache), source=source, dataset=dataset, version=version,
                       split=name or split, subset=cache.subset_name(per_class, seed), build=build)

@@ -19,12 +19,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxresnet.config import ConfigError, TrainConfig, resume_mismatch
-from jaxresnet.data import DatasetInfo, load_dataset
+from jaxresnet.data import DatasetInfo, folder, load_dataset
 from jaxresnet.data.augment import Augment, make_augment
 from jaxresnet.models import ARCHS
 from jaxresnet.plots import plot_accuracy
 from jaxresnet.training.checkpoint import CheckpointError, CheckpointStore
 from jaxresnet.training.events import EventLog
+from jaxresnet.training import memory
 from jaxresnet.training.lock import WorkdirLock
 from jaxresnet.training.loop import (DeviceData, EpochPosition, accuracy_percent, predict, steps_per_call,
                                      train_epoch)
@@ -121,7 +122,16 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
             if problem:
                 raise ConfigError(f"cannot resume {workdir}: {problem}")
 
+        if folder.is_folder(config.dataset):  # its images must fit before one is decoded
+            _, _, counts = folder.survey(folder.folder_path(config.dataset))
+            if problem := memory.check_stored_images(sum(counts.values()), config.store_size,
+                                                     "lower --store-size or --train-per-class/--test-per-class"):
+                raise ConfigError(problem)
         train, test, dataset = load_dataset(config)
+        if folder.is_folder(config.dataset):
+            print(f"Data: {folder.folder_path(config.dataset)}: {len(train)} training images from 'train', "
+                  f"{len(test)} test images from {dataset.test_split!r}, {dataset.num_classes} classes, "
+                  f"stored at {dataset.store_size}x{dataset.store_size}", file=err)
         started = True
         if store is None:  # a new run writes nothing before its data is there
             store, steps_store = open_stores()

@@ -1,0 +1,68 @@
+"""Answer for new images with a trained run: each image's top classes with probabilities, by the
+run's own class names and preprocessing (stored size, resize, normalisation, flip TTA)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from jaxresnet.data import DataError, folder
+from jaxresnet.training.state import TrainState
+from jaxresnet.training.run import compute_dtype, load_checkpoint
+
+CIFAR_SIDE = 32
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]  # (class name, probability), most probable first
+
+    def to_json(self) -> dict:
+        return {"image": self.path, "top": [{"class": c, "probability": round(p, 6)} for c, p in self.top]}
+
+    def text(self) -> str:
+        return "\n".join([self.path] + [f"  {c:<16} {100 * p:6.2f} %" for c, p in self.top])
+
+
+def read_images(paths: list[str], side: int) -> np.ndarray:
+    """Each file decoded (any size or mode) and resized to the run's stored side; DataError names a bad file."""
+    images = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
+        images.append(folder.decode(data, side, path))
+    return np.stack(images)
+
+
+def predict_images(workdir: str, paths: list[str], which: str = "best", top: int = 5) -> tuple[int, list[Prediction]]:
+    """(the checkpoint's epoch, one Prediction per path)."""
+    restored = load_checkpoint(workdir, which)
+    config, dataset = restored.config, restored.dataset
+    images = read_images(paths, dataset.store_size or CIFAR_SIDE)
+    probs = class_probabilities(restored.state, images, config.resize, dataset.stats, compute_dtype(config),
+                                tta=config.tta == "flip")
+    k = min(top, dataset.num_classes)
+    out = []
+    for path, p in zip(paths, probs):
+        best = np.argsort(-p, kind="stable")[:k]
+        out.append(Prediction(path, [(dataset.class_names[i], float(p[i])) for i in best]))
+    return restored.epoch, out
+
+
+def class_probabilities(state: TrainState, images: np.ndarray, resize: int, stats, dtype, tta: bool) -> np.ndarray:
+    from jaxresnet.data import preprocess
+
+    x = preprocess(jax.numpy.asarray(images), resize, dtype, stats)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    logits = state.apply_fn(variables, x, train=False)
+    if tta:
+        logits = (logits + state.apply_fn(variables, x[:, :, ::-1], train=False)) / 2
+    return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
+
+
+
