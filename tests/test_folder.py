@@ -49,6 +49,10 @@ def test_an_image_folder_trains_evaluates_and_predicts(tmp_path, run_script):
     assert saved["dataset_info"]["class_names"] == list(CLASSES) and saved["dataset_info"]["store_size"] == 24
     assert saved["train_per_class"] is None  # every image by default for a dataset other than CIFAR-10
 
+    # the same workdir with another store size is another experiment: refused, naming the flag
+    other = run_script("train.py", "--dataset", f"folder:{root}", *ARGS, "--store-size", "32", "--workdir", workdir)
+    assert other.returncode == 2 and "--store-size is 32 but the run being resumed used 24" in other.stderr
+
     evaluated = run_script("evaluate.py", "--workdir", workdir, check=True)
     assert "Test Accuracy" in evaluated.stdout and all(f"  {c}" in evaluated.stdout for c in CLASSES)
     assert os.path.exists(workdir / "confusion-epoch2.png")
