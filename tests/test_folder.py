@@ -5,7 +5,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 from PIL import Image
 
 CLASSES = ("cat", "dog", "owl")

@@ -20,25 +20,17 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    import os
-
     parser = build_parser()
     args = parser.parse_args(argv)
-    which = args.checkpoint
-    if which not in ("best", "latest") and not which.isdigit():
-        parser.error(f"--checkpoint must be best, latest or an epoch number, got {which!r}")
+    which = checked_checkpoint_flag(parser, args.checkpoint)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be an integer >= 1, got {args.batch_size}")
 
     from jaxresnet.training.checkpoint import CheckpointError
     from jaxresnet.data import DataError
     from jaxresnet.tools.evaluate import evaluate_checkpoint
-    from jaxresnet.training.run import CHECKPOINT_DIR, has_checkpoints
 
-    quiet_libraries()
-    enable_run_precision(args.workdir)
-    if not has_checkpoints(args.workdir):
-        parser.error(f"no checkpoints in {os.path.join(args.workdir, CHECKPOINT_DIR)}")
+    open_run(parser, args.workdir)
     try:
         report = evaluate_checkpoint(args.workdir, which, data_dir=args.data_dir, download=args.download,
                                      data_cache=args.data_cache,
@@ -48,6 +40,24 @@ def main(argv: list[str]) -> int:
     print(report.text())
     print(f"Confusion matrix: {report.figure}", file=sys.stderr)
     return 0
+
+
+def checked_checkpoint_flag(parser, which: str) -> str:
+    if which not in ("best", "latest") and not which.isdigit():
+        parser.error(f"--checkpoint must be best, latest or an epoch number, got {which!r}")
+    return which
+
+
+def open_run(parser, workdir: str) -> None:
+    """Before reading a run's checkpoints: quiet libraries, its precision mode, and checkpoints present."""
+    import os
+
+    from jaxresnet.training.run import CHECKPOINT_DIR, has_checkpoints
+
+    quiet_libraries()
+    enable_run_precision(workdir)
+    if not has_checkpoints(workdir):
+        parser.error(f"no checkpoints in {os.path.join(workdir, CHECKPOINT_DIR)}")
 
 
 def enable_run_precision(workdir: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from jaxresnet.cli.args import ArgumentParser, quiet_libraries
+from jaxresnet.cli.args import ArgumentParser
 
 
 def build_parser() -> ArgumentParser:
@@ -22,24 +22,19 @@ def main(argv: list[str]) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    which = args.checkpoint
-    if which not in ("best", "latest") and not which.isdigit():
-        parser.error(f"--checkpoint must be best, latest or an epoch number, got {which!r}")
+    from jaxresnet.cli.evaluate import checked_checkpoint_flag, open_run
+
+    which = checked_checkpoint_flag(parser, args.checkpoint)
     if args.top < 1:
         parser.error(f"--top must be an integer >= 1, got {args.top}")
     for path in args.images:
         if not os.path.isfile(path):
             parser.error(f"no such image file: {path}")
-    from jaxresnet.cli.evaluate import enable_run_precision
     from jaxresnet.data import DataError
     from jaxresnet.tools.predict import predict_images
     from jaxresnet.training.checkpoint import CheckpointError
-    from jaxresnet.training.run import CHECKPOINT_DIR, has_checkpoints
 
-    quiet_libraries()
-    enable_run_precision(args.workdir)
-    if not has_checkpoints(args.workdir):
-        parser.error(f"no checkpoints in {os.path.join(args.workdir, CHECKPOINT_DIR)}")
+    open_run(parser, args.workdir)
     try:
         epoch, predictions = predict_images(args.workdir, args.images, which, args.top)
     except (CheckpointError, DataError) as e:

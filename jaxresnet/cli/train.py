@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
         parser.error("--resume needs --workdir: the run to continue")
 
     from jaxresnet.training.checkpoint import CheckpointError
-    from jaxresnet.config import ConfigError, TrainConfig
+    from jaxresnet.config import ConfigError
     from jaxresnet.data import DataError
     from jaxresnet.training.lock import WorkdirBusy
     from jaxresnet.training.preemption import Preempted

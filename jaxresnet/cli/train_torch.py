@@ -21,7 +21,7 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from jaxresnet.config import ConfigError, TrainConfig
+    from jaxresnet.config import ConfigError
     from jaxresnet.data import DataError
 
     try:

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import resource
-import sys
 import time
 from dataclasses import dataclass
 
