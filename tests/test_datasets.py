@@ -47,3 +47,12 @@ def test_channel_stats_are_those_of_the_images():
     images[0, ..., 0] = 255  # red: half the pixels 1.0, half 0.0
     mean, std = channel_stats(images)
     assert mean == (0.5, 0.0, 0.0) and std == (0.5, 0.0, 0.0)
+
+
+def test_stored_images_that_cannot_fit_are_refused_naming_the_figures():
+    from jaxresnet.training import memory
+
+    assert memory.check_stored_images(1000, 64, "hint") is None  # 12 MB
+    message = memory.check_stored_images(10**8, 256, "lower --store-size")
+    assert message.startswith("100000000 images stored at 256x256 need 18310.5 GiB on the device") and \
+        message.endswith("; lower --store-size")

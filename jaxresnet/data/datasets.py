@@ -88,6 +88,21 @@ def describe(name: str, data_dir: str | None, store_size: int | None = None) -> 
     return DatasetInfo(name, tuple(str(n) for n in label.names), test_split=test, version=str(info.version))
 
 
+def stored_images(name: str, data_dir: str | None) -> tuple[int, int] | None:
+    """(images in train + test, pixels per image) of a prepared tfds dataset from its info, without
+    reading data; None where the info does not say (not prepared, images of varying size)."""
+    tfds = _tfds(name, data_dir)
+    try:
+        info = tfds.builder(name, data_dir=resolve_data_dir(data_dir)).info
+        shape = info.features[info.supervised_keys[0]].shape
+        count = sum(int(s.num_examples) for s in info.splits.values())
+    except Exception:
+        return None
+    if not count or None in shape[:2]:
+        return None
+    return count, int(shape[0]) * int(shape[1])
+
+
 def load_split(info: DatasetInfo, split: str, data_dir: str | None, download: bool) -> Split:
     """One split of the dataset as RGB uint8 (grayscale repeated, alpha dropped)."""
     if info.name == DEFAULT_DATASET:

@@ -56,13 +56,14 @@ def check(config: TrainConfig) -> str | None:
             f"{jax.local_devices()[0].platform}; lower --resize or the batch sizes")
 
 
-def check_stored_images(count: int, side: int, flag_hint: str) -> str | None:
-    """A one-line refusal when `count` stored uint8 images of side `side` (on the device, and decoded
-    once on the host) cannot fit, naming both figures."""
-    need, have = count * side * side * 3, available_bytes()
+def check_stored_images(count: int, side: int, flag_hint: str, pixels: int | None = None) -> str | None:
+    """A one-line refusal when `count` stored uint8 images of side `side` (or `pixels` each; on the
+    device, and decoded once on the host) cannot fit, naming both figures."""
+    need, have = count * (pixels or side * side) * 3, available_bytes()
     if have is None or need <= 0.5 * have:
         return None
-    return (f"{count} images stored at {side}x{side} need {_gb(need)} on the device and as much on the host, "
+    size = f"{side}x{side}" if not pixels else f"{pixels} pixels each"
+    return (f"{count} images stored at {size} need {_gb(need)} on the device and as much on the host, "
             f"and {_gb(have)} is available; {flag_hint}")
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from jaxresnet.config import ConfigError, TrainConfig, resume_mismatch
 from jaxresnet.data import DatasetInfo, folder, load_dataset
+from jaxresnet.data.datasets import DEFAULT_DATASET, stored_images
 from jaxresnet.data.augment import Augment, make_augment
 from jaxresnet.models import ARCHS
 from jaxresnet.plots import plot_accuracy
@@ -126,6 +127,10 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
             _, _, counts = folder.survey(folder.folder_path(config.dataset))
             if problem := memory.check_stored_images(sum(counts.values()), config.store_size,
                                                      "lower --store-size or --train-per-class/--test-per-class"):
+                raise ConfigError(problem)
+        elif config.dataset != DEFAULT_DATASET and (known := stored_images(config.dataset, config.data_dir)):
+            if problem := memory.check_stored_images(known[0], 0, "use --train-per-class/--test-per-class",
+                                                     pixels=known[1]):
                 raise ConfigError(problem)
         train, test, dataset = load_dataset(config)
         if folder.is_folder(config.dataset):
