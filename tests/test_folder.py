@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
 CLASSES = ("cat", "dog", "owl")
@@ -75,30 +76,44 @@ def test_an_image_folder_trains_evaluates_and_predicts(tmp_path, run_script):
                                                    + refused.stderr.split("UnidentifiedImageError: ")[1].strip()]
 
 
-def _bad(tmp_path, run_script, dataset, *extra):
-    proc = run_script("train.py", "--dataset", dataset, *ARGS, "--workdir", tmp_path / "w", *extra)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
-    assert not os.path.exists(tmp_path / "w")  # nothing written
-    return lines[0]
-
-
-def test_bad_folders_are_refused_in_one_line(tmp_path, run_script):
+def test_bad_folders_are_refused_in_one_line_and_leave_nothing(tmp_path, run_script):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no train split" in _bad(tmp_path, run_script, f"folder:{empty}")
-    assert "no such folder" in _bad(tmp_path, run_script, f"folder:{tmp_path / 'missing'}")
+    for dataset, message in [(f"folder:{empty}", "no train split"),
+                             (f"folder:{tmp_path / 'missing'}", "no such folder")]:
+        proc = run_script("train.py", "--dataset", dataset, *ARGS, "--workdir", tmp_path / "w")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+        assert not os.path.exists(tmp_path / "w")  # nothing written
+
+
+def test_each_bad_folder_or_image_is_named(tmp_path):
+    import io
+
+    from jaxresnet.config import TrainConfig
+    from jaxresnet.data import DataError
+    from jaxresnet.training.run import train_run
+
+    def refusal(root, **extra):
+        config = TrainConfig(**{**dict(dataset=f"folder:{root}", arch="resnet18", resize=16, store_size=24, epochs=1,
+                                       train_per_class=None, test_per_class=None, data_cache="off"), **extra})
+        with pytest.raises(DataError) as e:
+            train_run(config, str(tmp_path / "w"), out=io.StringIO(), err=io.StringIO())
+        assert not os.path.exists(tmp_path / "w")
+        return str(e.value)
+
     root = make_folder(str(tmp_path / "a"))
     os.makedirs(os.path.join(root, "train", "emu"))
-    assert f"class folder {os.path.join(root, 'train', 'emu')} has no images" in \
-        _bad(tmp_path, run_script, f"folder:{root}")
+    assert f"class folder {os.path.join(root, 'train', 'emu')} has no images" in refusal(root)
     root = make_folder(str(tmp_path / "b"))
     with open(os.path.join(root, "train", "dog", "broken.jpg"), "wb") as f:
         f.write(b"not an image at all")
-    assert f"cannot decode image {os.path.join(root, 'train', 'dog', 'broken.jpg')}" in \
-        _bad(tmp_path, run_script, f"folder:{root}", "--data-cache", "off")
+    assert f"cannot decode image {os.path.join(root, 'train', 'dog', 'broken.jpg')}" in refusal(root)
     root = make_folder(str(tmp_path / "c"))
     assert "6 images per class asked for, but the split holds only 4 of class 'cat'" in \
-        _bad(tmp_path, run_script, f"folder:{root}", "--train-per-class", "6")
+        refusal(root, train_per_class=6)
     root = make_folder(str(tmp_path / "d"), test="elsewhere")
-    assert "no test split" in _bad(tmp_path, run_script, f"folder:{root}")
+    assert "no test split" in refusal(root)
+    root = make_folder(str(tmp_path / "e"))
+    os.rename(os.path.join(root, "val", "owl"), os.path.join(root, "val", "emu"))
+    assert "the classes of train (cat, dog, owl) and val (cat, dog, emu) differ" in refusal(root)

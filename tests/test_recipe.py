@@ -188,7 +188,7 @@ RECIPE = dict(arch="resnet18", resize=16, batch_size=10, train_per_class=2, test
 
 
 def test_a_recipe_run_resumes_bit_for_bit_and_refuses_a_changed_recipe(data_dir, tmp_path):
-    config = TrainConfig(epochs=3, data_dir=data_dir, **RECIPE)
+    config = TrainConfig(epochs=3, data_dir=data_dir, **RECIPE)  # 2 steps an epoch
     whole = train_run(config, str(tmp_path / "whole"), out=io.StringIO(), err=io.StringIO(), progress=False)
     out = io.StringIO()
     # Stopped after epoch 2 (a process killed then would restart from that checkpoint), then continued.
