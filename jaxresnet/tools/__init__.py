@@ -1,4 +1,5 @@
-"""What the command-line tools do beyond training: score a checkpoint (`evaluate`), overlay runs'
+"""What the command-line tools do beyond training: score a checkpoint (`evaluate`), classify new
+images (`predict`), overlay runs'
 accuracy curves (`compare`), measure JAX against PyTorch throughput (`benchmark`), and measure
 everything in one command (`measure`: the benchmark matrix, the reference run, the parity experiment).
 
