@@ -56,3 +56,15 @@ def test_stored_images_that_cannot_fit_are_refused_naming_the_figures():
     message = memory.check_stored_images(10**8, 256, "lower --store-size")
     assert message.startswith("100000000 images stored at 256x256 need 18310.5 GiB on the device") and \
         message.endswith("; lower --store-size")
+
+
+def test_a_named_dataset_of_varying_image_sizes_is_stored_at_store_size(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from jaxresnet.data import load_dataset
+
+    config = TrainConfig(dataset="oxford_flowers102", store_size=20, train_per_class=None, test_per_class=None,
+                         data_dir=str(tmp_path / "tfds"), download=False, data_cache="off")
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+        train, test, info = load_dataset(config)
+    assert train.images.shape == (12, 20, 20, 3) and test.images.shape == (12, 20, 20, 3)
+    assert info.num_classes == 102 and info.store_size == 20 and info.image_size == 20

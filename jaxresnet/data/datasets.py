@@ -30,7 +30,8 @@ class DatasetInfo:
     std: tuple[float, ...] = STD
     test_split: str = "test"
     version: str | None = None
-    store_size: int | None = None  # folder datasets: the side every image is stored at
+    store_size: int | None = None  # images of varying sizes (folders...): the side they are resized to once
+    image_size: int | None = None  # the side of the stored images (what predict.py resizes new images to)
 
     @property
     def num_classes(self) -> int:
@@ -43,14 +44,14 @@ class DatasetInfo:
     def to_json(self) -> dict:
         return {"name": self.name, "class_names": list(self.class_names), "mean": list(self.mean),
                 "std": list(self.std), "test_split": self.test_split, "version": self.version,
-                "store_size": self.store_size}
+                "store_size": self.store_size, "image_size": self.image_size}
 
     @classmethod
     def from_json(cls, d: dict | None) -> "DatasetInfo":
         if not d:  # a run saved before datasets were a choice: CIFAR-10
             return CIFAR10
         return cls(d["name"], tuple(d["class_names"]), tuple(d["mean"]), tuple(d["std"]),
-                   d.get("test_split", "test"), d.get("version"), d.get("store_size"))
+                   d.get("test_split", "test"), d.get("version"), d.get("store_size"), d.get("image_size"))
 
 
 CIFAR10 = DatasetInfo(DEFAULT_DATASET, CLASS_NAMES)
@@ -85,7 +86,9 @@ def describe(name: str, data_dir: str | None, store_size: int | None = None) -> 
                         f"not an image and a class label)")
     splits = set(info.splits.keys()) if info.splits else set()
     test = next((s for s in TEST_SPLITS if s in splits), "test")
-    return DatasetInfo(name, tuple(str(n) for n in label.names), test_split=test, version=str(info.version))
+    varying = None in tuple(image.shape)[:2]  # stored at --store-size, like a folder's
+    return DatasetInfo(name, tuple(str(n) for n in label.names), test_split=test, version=str(info.version),
+                       store_size=(store_size or folder.DEFAULT_STORE_SIZE) if varying else None)
 
 
 def stored_images(name: str, data_dir: str | None) -> tuple[int, int] | None:
@@ -109,26 +112,33 @@ def load_split(info: DatasetInfo, split: str, data_dir: str | None, download: bo
         return load_cifar10(split, data_dir, download)
     if folder.is_folder(info.name):
         return folder.load_folder_split(folder.folder_path(info.name), split, info.store_size)
-    return _load_tfds(info.name, split, resolve_data_dir(data_dir), download)
+    return _load_tfds(info.name, split, resolve_data_dir(data_dir), download, info.store_size)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_tfds(name: str, split: str, data_dir: str, download: bool) -> Split:
+def _load_tfds(name: str, split: str, data_dir: str, download: bool, store_size: int | None) -> Split:
+    """Fixed-size images as they are; images of varying sizes resized once to `store_size` square."""
     tfds = _tfds(name, data_dir)
     try:
         ds = tfds.load(name, split=split, data_dir=data_dir, download=download, as_supervised=True)
     except Exception as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot read --dataset {name} split {split!r} from {data_dir}: {first}") from None
+    fixed = None not in tuple(ds.element_spec[0].shape)[:2]
     images, labels = [], []
-    for x, y in tfds.as_numpy(ds.batch(1024)):  # batches: tfds.load(batch_size=-1) holds everything twice
-        images.append(np.asarray(x))
-        labels.append(np.asarray(y))
+    if fixed:
+        for x, y in tfds.as_numpy(ds.batch(1024)):  # batches: tfds.load(batch_size=-1) holds everything twice
+            images.append(np.asarray(x))
+            labels.append(np.asarray(y))
+    else:
+        from PIL import Image
+
+        for x, y in tfds.as_numpy(ds):
+            im = Image.fromarray(to_rgb(np.asarray(x)[None])[0]).resize((store_size, store_size), Image.BILINEAR)
+            images.append(np.asarray(im, np.uint8)[None])
+            labels.append(np.asarray(y)[None])
     if not images:
         raise DataError(f"--dataset {name} split {split!r} holds no images")
-    sizes = {im.shape[1:3] for im in images}
-    if len(sizes) != 1:
-        raise DataError(f"--dataset {name} has images of several sizes; not supported yet")
     x = to_rgb(np.concatenate(images))
     out = Split(x, np.concatenate(labels).astype(np.int32))
     out.images.flags.writeable = out.labels.flags.writeable = False

@@ -39,7 +39,7 @@ def load_dataset(config) -> tuple[Split, Split, DatasetInfo]:
                                config.seed, config.data_cache, info=info)
     if info.name != DEFAULT_DATASET:  # its own statistics, and the side its images are kept at
         mean, std = channel_stats(train.images)
-        info = dataclasses.replace(info, mean=mean, std=std, store_size=int(train.images.shape[1]))
+        info = dataclasses.replace(info, mean=mean, std=std, image_size=int(train.images.shape[1]))
     return train, test, info
 
 
@@ -60,6 +60,8 @@ def load_test_subset(data_dir, download, test_per_class, seed, data_cache: str |
 def _subset(split: str, data_dir, download, per_class, seed, data_cache, info: DatasetInfo,
             name: str | None = None) -> Split:
     source, dataset, version = "tfds", info.name, prepared_version(data_dir, info.name)
+    if version is not None and info.store_size is not None:  # varying sizes: stored at --store-size
+        version = f"{version}-{info.store_size}px"
     if folder.is_folder(info.name):  # keyed by the folder's path and contents, and the stored size
         source = "folder"
         dataset = hashlib.sha1(folder.folder_path(info.name).encode()).hexdigest()[:12]

@@ -43,7 +43,7 @@ def predict_images(workdir: str, paths: list[str], which: str = "best", top: int
     """(the checkpoint's epoch, one Prediction per path)."""
     restored = load_checkpoint(workdir, which)
     config, dataset = restored.config, restored.dataset
-    images = read_images(paths, dataset.store_size or CIFAR_SIDE)
+    images = read_images(paths, dataset.image_size or dataset.store_size or CIFAR_SIDE)
     probs = class_probabilities(restored.state, images, config.resize, dataset.stats, compute_dtype(config),
                                 tta=config.tta == "flip")
     k = min(top, dataset.num_classes)
