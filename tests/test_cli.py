@@ -84,6 +84,9 @@ def test_evaluate_scores_a_checkpoint(cli_run, run_script, data_dir):
     (["--distributed"], "--distributed: cannot join the processes: "),
     (["--augment", "crop,bogus"], "--augment must be none or a comma-separated list of crop, flip, cutout, got 'crop,bogus'"),
     (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1), got 1.0"),
+    (["--weight-decay", "-1"], "--weight-decay must be a number >= 0, got -1.0"),
+    (["--schedule", "linear"], "argument --schedule: invalid choice: 'linear'"),
+    (["--eval-every", "0"], "--eval-every must be an integer >= 1, got 0"),
     (["--nesterov", "--momentum", "0"], "--nesterov needs a momentum > 0"),
     (["--warmup-epochs", "10"], "--warmup-epochs (10.0) must be fewer than --epochs (10)"),
     (["--dataset", "no_such_dataset_xyz", "--no-download"], "--dataset no_such_dataset_xyz: tensorflow-datasets has no "
