@@ -63,7 +63,8 @@ def test_evaluate_scores_a_checkpoint(cli_run, run_script, data_dir):
     assert os.path.getsize(os.path.join(workdir, "confusion-epoch2.png")) > 5000
 
 
-@pytest.mark.parametrize("args, message", [
+# Refused while the flags are parsed and checked, before JAX does anything: run in this process.
+FLAG_ERRORS = [
     (["--resize", "4"], "--resize must be an integer >= 8, got 4"),
     (["--resize", "12.5"], "argument --resize: invalid int value: '12.5'"),
     (["--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
@@ -73,15 +74,10 @@ def test_evaluate_scores_a_checkpoint(cli_run, run_script, data_dir):
     (["--norm-impl", "fused", "--dtype", "bfloat16"], "--norm-impl fused is float32 only"),
     (["--seed", "-5"], "--seed must be an integer >= 0, got -5"),
     (["--seed", str(2**40)], "--seed must be below 2**31"),
-    (["--workdir", "/proc/jaxresnet-run"], "cannot create --workdir /proc/jaxresnet-run: "),
-    (["--workdir", "/dev/null/run"], "cannot create --workdir /dev/null/run: Not a directory"),
-    (["--resize", "100000"], "a step at --resize 100000 with --batch-size 32 / --eval-batch-size 500 needs about"),
-    (["--resize", "4096", "--batch-size", "64"], "of memory, and"),
     (["--num-processes", "2", "--process-id", "2"], "--process-id must be below --num-processes (2), got 2"),
     (["--num-processes", "0"], "--num-processes must be an integer >= 1, got 0"),
     (["--coordinator", "node0"], "--coordinator must be HOST:PORT (process 0's address), got 'node0'"),
     (["--dtype", "float64", "--norm-impl", "fused"], "--norm-impl fused is float32 only"),
-    (["--distributed"], "--distributed: cannot join the processes: "),
     (["--augment", "crop,bogus"], "--augment must be none or a comma-separated list of crop, flip, cutout, got 'crop,bogus'"),
     (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1), got 1.0"),
     (["--weight-decay", "-1"], "--weight-decay must be a number >= 0, got -1.0"),
@@ -89,10 +85,32 @@ def test_evaluate_scores_a_checkpoint(cli_run, run_script, data_dir):
     (["--eval-every", "0"], "--eval-every must be an integer >= 1, got 0"),
     (["--nesterov", "--momentum", "0"], "--nesterov needs a momentum > 0"),
     (["--warmup-epochs", "10"], "--warmup-epochs (10.0) must be fewer than --epochs (10)"),
+    (["--train-per-class", "some"], "argument --train-per-class: expected an integer or all, got 'some'"),
+]
+
+
+@pytest.mark.parametrize("args, message", FLAG_ERRORS)
+def test_bad_flag_values_exit_2_with_one_line(capsys, args, message):
+    from jaxresnet.cli.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert e.value.code == 2 and out == ""
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: ") and message in lines[0], err
+
+
+# Refused later (the workdir, memory, JAX's processes, tensorflow-datasets): a real process each.
+@pytest.mark.parametrize("args, message", [
+    (["--workdir", "/proc/jaxresnet-run"], "cannot create --workdir /proc/jaxresnet-run: "),
+    (["--workdir", "/dev/null/run"], "cannot create --workdir /dev/null/run: Not a directory"),
+    (["--resize", "100000"], "a step at --resize 100000 with --batch-size 32 / --eval-batch-size 500 needs about"),
+    (["--resize", "4096", "--batch-size", "64"], "of memory, and"),
+    (["--distributed"], "--distributed: cannot join the processes: "),
     (["--dataset", "no_such_dataset_xyz", "--no-download"], "--dataset no_such_dataset_xyz: tensorflow-datasets has no "
                                                             "dataset of that name"),
     (["--dataset", "glue", "--no-download"], "--dataset glue is not image classification"),
-    (["--train-per-class", "some"], "argument --train-per-class: expected an integer or all, got 'some'"),
 ])
 def test_bad_flags_exit_2_with_one_line(run_script, args, message):
     proc = run_script("train.py", *args)
