@@ -146,8 +146,9 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
         init_key, shuffle_key = seed_keys(config.seed)
         # Replicated before a restore: with several processes, orbax restores into the template's sharding.
         recipe = Recipe.of(config, len(train))
-        state = replicate(create_train_state(build_model(config, dataset.num_classes), init_key, config.resize, config.lr,
-                                             config.momentum, recipe.optimizer), mesh)
+        model = build_model(config, dataset.num_classes)
+        state = replicate(create_train_state(model, init_key, config.resize, config.lr, config.momentum,
+                                             recipe.optimizer), mesh)
 
         history: list[dict] = []
         start, position = 0, None
