@@ -56,7 +56,7 @@ class TrainConfig:
     save_every: int = 1
     keep: int = 3
     checkpoint_minutes: float = 10.0  # a step checkpoint inside an epoch this often (0: never)
-    steps_per_call: int = 0  # training steps per jitted call (a lax.scan); 0: auto, 1 on CPU
+    steps_per_call: int = 0  # training steps per jitted call (a lax.scan); 0: auto (loop.steps_per_call)
     eval_every: int = 1  # score the test split every N epochs and at the last
     data_dir: str | None = None
     download: bool = True

@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT
 
 ARGS = ["--resize", "32", "--epochs", "2", "--batch-size", "10", "--train-per-class", "10", "--test-per-class", "2",
-        "--no-download", "--checkpoint-minutes", "0"]
+        "--no-download", "--checkpoint-minutes", "0", "--steps-per-call", "1"]  # stops between any two steps
 TIMING = ("seconds", "train_seconds", "train_images_per_s")
 
 

@@ -110,11 +110,12 @@ def test_several_steps_per_call_train_exactly_as_one_per_call():
             np.testing.assert_array_equal(a, b)
 
 
-def test_steps_per_call_auto_is_one_on_cpu_and_a_divisor_of_the_epoch_elsewhere(monkeypatch):
+def test_steps_per_call_auto_is_a_divisor_of_the_epoch_but_one_on_cpu_at_large_resizes(monkeypatch):
     from jaxresnet.training import loop
 
-    assert loop.steps_per_call(0, 156) == 1  # this CPU
+    assert loop.steps_per_call(0, 156, resize=128) == 1  # this CPU at the reference's resize
+    assert loop.steps_per_call(0, 156, resize=32) == 13  # 5,000 images in batches of 32: 156 = 12 x 13
     assert loop.steps_per_call(8, 156) == 8 and loop.steps_per_call(500, 156) == 156
     monkeypatch.setattr(loop.jax, "default_backend", lambda: "gpu")
-    assert loop.steps_per_call(0, 156) == 13  # 5,000 images in batches of 32: 156 full steps = 12 x 13
-    assert loop.steps_per_call(0, 97) == 1  # a prime count: one program per step count is kept
+    assert loop.steps_per_call(0, 156, resize=128) == 13
+    assert loop.steps_per_call(0, 97) == 1  # a prime count: one step per call

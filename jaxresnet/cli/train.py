@@ -29,8 +29,8 @@ def build_parser() -> ArgumentParser:
                    help="how training BatchNorm+ReLU(+residual) is computed: xla, or fused C++ on CPU "
                         "(default %(default)s: fused where it builds)")
     p.add_argument("--steps-per-call", type=int, default=d.steps_per_call,
-                   help="training steps per jitted call, run as one lax.scan (default 0: auto, 1 on CPU where "
-                        "dispatch is free, up to 16 on accelerators)")
+                   help="training steps per jitted call, run as one lax.scan (default 0: auto, a divisor of the "
+                        "epoch's steps up to 16; 1 on CPU above --resize 64)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint every N epochs (default 1)")
     p.add_argument("--keep", type=int, default=d.keep, help="latest checkpoints kept, plus the best (default 3)")
     p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes,

@@ -170,7 +170,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
         if primary:
             write_config(workdir, config, framework="jax", dataset=dataset)
         events = EventLog(workdir, enabled=primary, err=err)
-        chunk = steps_per_call(config.steps_per_call, len(train) // config.batch_size)
+        chunk = steps_per_call(config.steps_per_call, len(train) // config.batch_size, config.resize)
         with stop_requests() as stop:
             last_save = time.monotonic()
             step_id = int(jax.device_get(state.step))  # the global step, counted alike by every process
