@@ -65,8 +65,6 @@ def test_an_image_folder_trains_evaluates_and_predicts(tmp_path, run_script):
         assert [t["class"] for t in p["top"]] and set(t["class"] for t in p["top"]) == set(CLASSES)
         probs = [t["probability"] for t in p["top"]]
         assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-4
-    text = run_script("predict.py", "--workdir", workdir, images[0], check=True).stdout
-    assert text.startswith(images[0] + "\n") and " %" in text
     bad = tmp_path / "x.png"
     bad.write_bytes(b"\x89PNG but not really")
     refused = run_script("predict.py", "--workdir", workdir, images[0], bad)

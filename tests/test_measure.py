@@ -24,10 +24,10 @@ def test_quick_measure_reports_every_figure(run_script, data_dir, tmp_path):
     assert 0 <= ref["final_test_accuracy"] <= 100 and ref["host_peak_rss_mb"] > 100
     assert json.loads((out / "reference-run" / "metrics.json").read_text())[-1]["epoch"] == 2
     calls = result["steps_per_call"]
-    assert [(d["steps_per_call"], d["resize"], d["batch_size"]) for d in calls] == [(1, 32, 8), (4, 32, 8)]
+    assert [(d["steps_per_call"], d["resize"], d["batch_size"]) for d in calls] == [(1, 16, 8), (4, 16, 8)]
     assert all(d["images_per_s"] > 0 and len(d["all"]) == result["plan"]["reps"] for d in calls)
     table = (out / "measure.md").read_text()
-    assert "| 4 | 32 | 8 |" in table
+    assert "| 4 | 16 | 8 |" in table
     assert table in proc.stdout and "| 32 | bfloat16 | 32 |" in table and "Reference run" in table
 
 

@@ -177,9 +177,15 @@ def test_flip_tta_averages_the_mirrored_logits_and_test_images_are_not_augmented
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     plain = model.apply(variables, x, train=False)
     mirrored = model.apply(variables, x[:, :, ::-1], train=False)
-    np.testing.assert_array_equal(predict(state, data, 16, batch_size=30), np.argmax(plain, -1))
-    np.testing.assert_array_equal(predict(state, data, 16, batch_size=30, tta=True),
-                                  np.argmax((plain + mirrored) / 2, -1))
+    # Compared where the two best classes are apart by more than rounding (the jitted and the eager
+    # forward pass round differently; a barely trained network has near-ties)
+    for got, logits in [(predict(state, data, 16, batch_size=30), plain),
+                        (predict(state, data, 16, batch_size=30, tta=True), (plain + mirrored) / 2)]:
+        top2 = np.sort(np.asarray(logits), -1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > 1e-4 * np.abs(np.asarray(logits)).max()
+        assert clear.sum() >= 20, clear.sum()
+        np.testing.assert_array_equal(got[clear], np.argmax(logits, -1)[clear])
+    assert (np.argmax(plain, -1) != np.argmax((plain + mirrored) / 2, -1)).any()  # TTA changes something
 
 
 RECIPE = dict(arch="resnet18", resize=16, batch_size=10, train_per_class=2, test_per_class=1, augment="crop,flip,cutout",

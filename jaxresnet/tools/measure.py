@@ -51,7 +51,7 @@ def plan(quick: bool, on_gpu: bool, data_dir, data_cache) -> Plan:
     if quick:
         return Plan((32,), ("float32", "bfloat16"), (32,), steps=2, reps=1, warmup=1,
                     reference=TrainConfig(resize=32, epochs=2, train_per_class=10, test_per_class=10, **data),
-                    parity_seeds=(0,), dispatch=(32, 8, 4), dispatch_chunks=(1, 4))
+                    parity_seeds=(0,), dispatch=(16, 8, 4), dispatch_chunks=(1, 4))
     large = 256 if on_gpu else 128
     return Plan((32, 64, 128), ("float32", "bfloat16"), (32, large), steps=10 if on_gpu else 3,
                 reps=3 if on_gpu else 2, warmup=2 if on_gpu else 1,

@@ -71,8 +71,10 @@ def _step(state: TrainState, metrics: dict, images, labels, perm, start, step, a
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     metrics = {
-        "loss_sum": metrics["loss_sum"] + loss * batch_size,
-        "correct": metrics["correct"] + jnp.sum(jnp.argmax(logits, -1) == y),
+        # kept in the running sums' own dtypes (a float64 run's loss would promote them; a scan's carry
+        # must keep its type)
+        "loss_sum": (metrics["loss_sum"] + loss * batch_size).astype(metrics["loss_sum"].dtype),
+        "correct": (metrics["correct"] + jnp.sum(jnp.argmax(logits, -1) == y)).astype(metrics["correct"].dtype),
         "count": metrics["count"] + batch_size,
         "bad_step": jnp.where(jnp.isfinite(loss), metrics["bad_step"], jnp.minimum(metrics["bad_step"], step)),
     }
