@@ -133,7 +133,7 @@ RESUMABLE_CHANGES = ("epochs", "conv_impl", "norm_impl", "eval_batch_size", "sav
 
 
 def flag(name: str) -> str:
-    return {"download": "--no-download", "nesterov": "--nesterov"}.get(name, "--" + name.replace("_", "-"))
+    return {"download": "--no-download"}.get(name, "--" + name.replace("_", "-"))
 
 
 def resume_mismatch(saved: TrainConfig, now: TrainConfig) -> str | None:

@@ -261,6 +261,9 @@ def test_recipe_presets_resolve_and_an_explicit_flag_wins():
     assert improved.recipe == "improved" and all(getattr(improved, k) == v for k, v in RECIPES["improved"].items())
     mixed = resolve(build_parser(), ["--recipe", "improved", "--epochs", "12", "--lr=0.1", "--augment", "none"])
     assert (mixed.epochs, mixed.lr, mixed.augment, mixed.schedule) == (12, 0.1, "none", RECIPES["improved"]["schedule"])
+    # a boolean of the preset can be turned either way
+    assert resolve(build_parser(), ["--recipe", "improved", "--no-nesterov"]).nesterov is False
+    assert resolve(build_parser(), ["--recipe", "reference", "--nesterov"]).nesterov is True
     # the torch baseline resolves the same flags the same way
     assert resolve(torch_parser(), ["--recipe", "improved", "--epochs", "12"]) == \
         dataclasses.replace(improved, epochs=12)

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from jaxresnet.config import TrainConfig
+from jaxresnet.config import TTAS, TrainConfig
 
 EXIT_BAD_INPUT = 2
 
@@ -78,14 +78,15 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
                    help="cutout: the zeroed square's side in source pixels (default %(default)s)")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay,
                    help="torch SGD's: wd*param added to the gradient before momentum (default %(default)s)")
-    g.add_argument("--nesterov", action="store_true", default=d.nesterov, help="Nesterov momentum (torch's)")
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d.nesterov,
+                   help="Nesterov momentum (torch's); --no-nesterov turns a recipe's off")
     g.add_argument("--schedule", default=d.schedule, choices=SCHEDULES,
                    help="learning rate per step: constant, cosine (to 0) or onecycle (peak --lr) (default %(default)s)")
     g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
                    help="linear warm-up from lr/100 (onecycle: its rising phase) (default %(default)s)")
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
                    help="torch CrossEntropyLoss's label_smoothing (default %(default)s)")
-    g.add_argument("--tta", default=d.tta, choices=("none", "flip"),
+    g.add_argument("--tta", default=d.tta, choices=TTAS,
                    help="test-time augmentation: flip averages the logits with the mirrored image's")
     g.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="score the test split every N epochs and at the last (default %(default)s)")
