@@ -1,4 +1,6 @@
 """scripts/train.py and scripts/evaluate.py end to end, on the offline CIFAR-10 copy."""
+import contextlib
+import io
 import json
 import os
 import re
@@ -165,17 +167,39 @@ def test_torch_baseline_and_compare(cli_run, run_script, data_dir, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compare_refuses_different_experiments(cli_run, run_script, tmp_path):
-    _, jax_dir = cli_run
-    other = tmp_path / "other"
-    other.mkdir()
-    config = json.load(open(os.path.join(jax_dir, "config.json")))
-    (other / "config.json").write_text(json.dumps({**config, "resize": 64}))
-    (other / "metrics.json").write_text(open(os.path.join(jax_dir, "metrics.json")).read())
-    proc = run_script("compare.py", jax_dir, other, "--output", tmp_path / "x.png")
-    assert proc.returncode == 2 and "different experiment" in proc.stderr and "resize" in proc.stderr
-    proc = run_script("compare.py", tmp_path / "missing")
-    assert proc.returncode == 2 and "not a run folder" in proc.stderr
+def test_compare_keeps_experiments_apart_and_skips_unscored_epochs(tmp_path):
+    from jaxresnet.cli.compare import main
+    from jaxresnet.recipes import RECIPES
+
+    def run(name, config, test_accuracies):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "metrics.json").write_text(json.dumps(
+            [{"epoch": i + 1, "train_accuracy": 50.0 + i, "test_accuracy": acc} for i, acc in enumerate(test_accuracies)]))
+        return str(folder)
+
+    improved = dict(RECIPES["improved"], recipe="improved")
+    runs = [run("reference", {"resize": 128, "epochs": 3}, [30.0, 40.0, 45.0]),  # a config.json from before recipes
+            run("improved", {**improved, "epochs": 4, "seed": 0}, [None, 60.0, None, 70.0]),
+            run("improved-s1", {**improved, "epochs": 4, "seed": 1}, [None, 62.0, None, 74.0]),
+            run("torch", {**improved, "epochs": 4, "framework": "torch"}, [None, 61.0, None, 71.0]),
+            run("noaug", {**improved, "epochs": 4, "augment": "none"}, [None, 55.0, None, 65.0])]
+    out = tmp_path / "cmp.png"
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        assert main([*runs, "--output", str(out)]) == 0
+    header, *rows = stdout.getvalue().strip().splitlines()
+    for label in ("jax reference train (1 runs)", "jax improved train (2 runs)", "torch improved train (1 runs)",
+                  "jax improved augment=none train (1 runs)"):
+        assert label in header
+    assert len(rows) == 4 and "gap" not in header  # the longest run's epochs; a gap only between two curves
+    cells = dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", rows[3].strip())))
+    assert cells["jax improved test"] == "72.00 ± 2.00" and cells["jax reference test"] == "-"
+    assert dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", rows[0].strip())))["jax improved test"] == "-"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "missing")])
+    assert e.value.code == 2
 
 
 def test_a_second_run_on_a_held_workdir_exits_2_naming_the_holder(run_script, data_dir, tmp_path):
