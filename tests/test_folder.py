@@ -115,3 +115,13 @@ def test_each_bad_folder_or_image_is_named(tmp_path):
     root = make_folder(str(tmp_path / "e"))
     os.rename(os.path.join(root, "val", "owl"), os.path.join(root, "val", "emu"))
     assert "the classes of train (cat, dog, owl) and val (cat, dog, emu) differ" in refusal(root)
+
+
+def test_predict_text_lists_each_image_then_its_classes_by_probability():
+    from jaxresnet.tools.predict import Prediction
+
+    text = Prediction("val/owl/0.png", [("owl", 0.75), ("dog", 0.2), ("cat", 0.05)]).text()
+    assert text.splitlines() == ["val/owl/0.png",
+                                 "  owl               75.00 %",
+                                 "  dog               20.00 %",
+                                 "  cat                5.00 %"]
