@@ -184,14 +184,18 @@ def test_compare_keeps_experiments_apart_and_skips_unscored_epochs(tmp_path):
             run("improved", {**improved, "epochs": 4, "seed": 0}, [None, 60.0, None, 70.0]),
             run("improved-s1", {**improved, "epochs": 4, "seed": 1}, [None, 62.0, None, 74.0]),
             run("torch", {**improved, "epochs": 4, "framework": "torch"}, [None, 61.0, None, 71.0]),
-            run("noaug", {**improved, "epochs": 4, "augment": "none"}, [None, 55.0, None, 65.0])]
+            run("noaug", {**improved, "epochs": 4, "augment": "none"}, [None, 55.0, None, 65.0]),
+            run("lowres", {**improved, "epochs": 4, "resize": 32}, [None, 50.0, None, 60.0])]
     out = tmp_path / "cmp.png"
     with contextlib.redirect_stdout(io.StringIO()) as stdout:
         assert main([*runs, "--output", str(out)]) == 0
     header, *rows = stdout.getvalue().strip().splitlines()
     for label in ("jax reference train (1 runs)", "jax improved train (2 runs)", "torch improved train (1 runs)",
-                  "jax improved augment=none train (1 runs)"):
+                  "jax improved augment=none train (1 runs)", "jax improved resize=32 train (1 runs)"):
         assert label in header
+    from jaxresnet.tools.compare import group_runs, plot_comparison
+    plotted = plot_comparison(group_runs(runs), str(tmp_path / "all.png"))
+    assert len(plotted) == 10 and "jax improved resize=32 test (n=1)" in plotted  # every experiment, none dropped
     assert len(rows) == 4 and "gap" not in header  # the longest run's epochs; a gap only between two curves
     cells = dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", rows[3].strip())))
     assert cells["jax improved test"] == "72.00 ± 2.00" and cells["jax reference test"] == "-"

@@ -98,14 +98,16 @@ def format_table(groups: dict[str, list[list[dict]]], markdown: bool = False) ->
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + rows)
 
 
-def plot_comparison(groups: dict[str, list[list[dict]]], path: str) -> None:
+def plot_comparison(groups: dict[str, list[list[dict]]], path: str) -> list[str]:
+    """Plots every group's test (solid, scored epochs) and train (dashed) curves; returns the curves' labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for color, name in zip(("tab:blue", "tab:orange", "tab:green", "tab:red"), sorted(groups)):
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for i, name in enumerate(sorted(groups)):
+        color = f"C{i % 10}"  # matplotlib's default cycle: as many experiments as the runs hold
         runs = len(groups[name])
         for key, style, label in (("test_accuracy", "-", "test"), ("train_accuracy", "--", "train")):
             epochs, mean, std = summarise(groups[name], key)
@@ -119,10 +121,12 @@ def plot_comparison(groups: dict[str, list[list[dict]]], path: str) -> None:
     ax.set_ylabel("accuracy (%)")
     ax.set_title("accuracy per epoch: mean ± std over seeds")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: many curves
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    labels = [line.get_label() for line in ax.get_lines()]
     plt.close(fig)
+    return labels
 
 
 def compare_runs(paths: list[str], output: str, markdown: bool = False) -> str:
