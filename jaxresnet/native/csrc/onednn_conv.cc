@@ -152,8 +152,8 @@ ffi::Error Checked(const std::function<void()>& body) {
 // concurrently (the two network passes of a flip-TTA eval, a layer's two gradients), and oneDNN's
 // default scratchpad is shared between primitives: two convolutions running at once overwrote
 // each other's scratch and returned wrong results (TTA logits off by up to 4.6 at --resize 48,
-// test accuracy 67.67 % instead of 76.93 %). Each convolution already uses every core, so running
-// them one after another costs nothing measurable.
+// test accuracy 67.67 % instead of 76.93 %). Each convolution already spreads over every core
+// (oneDNN's OpenMP threads), so little is lost by running them one after another.
 std::mutex& RunMutex() {
   static std::mutex mutex;
   return mutex;
