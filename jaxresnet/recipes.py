@@ -17,8 +17,8 @@ RECIPES: dict[str, dict] = {
     # 2-core CPU. At 48 the reference stem still leaves 13x13 maps for layer1 (9x9 at 32, which generalised
     # poorly), and an epoch costs half of one at 64, so the hour holds 60 epochs instead of 32: 71.85 %
     # at 64 (32 epochs), 75.32 % at 48 (60 epochs) with weight decay 5e-4, 76.93 % with 1e-3 (at 60 epochs
-    # the run overfits, and the stronger decay costs no time); final checkpoints scored with flip TTA. Scored every 10 epochs (a flip-TTA pass
-    # costs about one epoch). Measured in docs/recipe/README.md.
+    # the run overfits, and the stronger decay costs no time), final checkpoints scored with flip TTA.
+    # Scored every 10 epochs (a flip-TTA pass costs about one epoch). Measured in docs/recipe/README.md.
     "improved": dict(resize=48, epochs=60, lr=0.05, augment="crop,flip", weight_decay=1e-3, nesterov=True,
                      schedule="onecycle", label_smoothing=0.1, tta="flip", eval_every=10),
 }

@@ -60,11 +60,14 @@ def test_two_network_passes_in_one_program_are_the_passes_run_alone():
     alone = jax.jit(lambda v, x: model.apply(v, x))
     want = (alone(variables, x), alone(variables, x[:, :, ::-1]))
     both = jax.jit(lambda v, x: (model.apply(v, x), model.apply(v, x[:, :, ::-1])))
-    # A race: before the fix 27 of 30 calls were wrong here, the first call (building the primitives) right.
+    # A race: before the fix 27 of 30 calls were wrong here (the first, which builds the primitives,
+    # right), by 5e-3 to 8e-2 of the logit scale. Bound: two correct float32 evaluations each lie within
+    # 1e-4 of the scale of the exact logits (the float64 bound tests/test_parity.py holds them to), so
+    # within 2e-4 of each other on any CPU; the wrong ones were 25x and more beyond it.
     worst = 0.0
     for _ in range(10):
         worst = max([worst] + [float(jnp.max(jnp.abs(g - w))) for g, w in zip(both(variables, x), want)])
-    assert worst <= 1e-6 * float(jnp.max(jnp.abs(want[0]))), worst
+    assert worst <= 2e-4 * float(jnp.max(jnp.abs(want[0]))), worst
 
 
 @needs_onednn
