@@ -1,3 +1,5 @@
+import ctypes
+import os
 import platform
 import subprocess
 import sys
@@ -7,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxresnet.native import build as onednn, onednn_conv
+from jaxresnet.native import build as onednn, onednn_conv, probe
 from jaxresnet.models.layers import Conv, resolve_conv_impl
 
 # Where the oneDNN wheels exist, the custom calls must build: a skip there would hide a regression.
@@ -50,8 +52,22 @@ def test_onednn_conv_matches_xla_conv_and_its_gradients(shape, kernel, stride, p
 def test_two_network_passes_in_one_program_are_the_passes_run_alone():
     """XLA:CPU runs independent operations of one program concurrently: a flip-TTA eval's two passes
     (the mirrored image's and the plain one's) ran their convolutions at the same time, and oneDNN's
-    shared scratchpad made both wrong (logits off by up to 4.6; flip-TTA test accuracy 67.67 % for a
-    checkpoint that scores 76.93 %). Both passes of one program must equal each pass run alone."""
+    library scratchpad (the creating thread's buffer, looked up on the executing one) made both wrong
+    (logits off by up to 4.6; flip-TTA test accuracy 67.67 % for a checkpoint that scores 76.93 %).
+    Both passes of one program must equal each pass run alone."""
+    from jaxresnet.models import ResNet34
+
+    # Concurrent, as XLA would run them without the library's one-at-a-time default: the
+    # scratchpad itself must make them right.
+    concurrent = ctypes.CDLL(str(onednn.library())).JaxresnetConvSetConcurrent
+    concurrent(1)
+    try:
+        _two_passes_match_one()
+    finally:
+        concurrent(0)
+
+
+def _two_passes_match_one():
     from jaxresnet.models import ResNet34
 
     model = ResNet34(num_classes=10, conv_impl="onednn")
@@ -95,11 +111,106 @@ def test_auto_uses_onednn_on_one_cpu_device_except_where_other_forms_win():
     assert resolve_conv_impl("auto", (32, 33, 33, 64), (3, 3), (1, 1), same) == "onednn"
     assert resolve_conv_impl("auto", (32, 33, 33, 64), (1, 1), (2, 2), ((0, 0), (0, 0))) == "onednn"
     assert resolve_conv_impl("auto", (64, 2, 2, 512), (3, 3), (1, 1), same) == "dense"
-    # bfloat16 with 3 input channels: oneDNN 3.2 would pick a weight-gradient kernel that crashes.
+    # bfloat16 too, the 3-channel stem included: whether oneDNN runs each pass is the probe's verdict
     stem = ((5, 5), (5, 5))
     assert resolve_conv_impl("auto", (32, 128, 128, 3), (7, 7), (2, 2), stem, jnp.float32) == "onednn"
-    assert resolve_conv_impl("auto", (32, 128, 128, 3), (7, 7), (2, 2), stem, jnp.bfloat16) == "xla"
+    assert resolve_conv_impl("auto", (32, 128, 128, 3), (7, 7), (2, 2), stem, jnp.bfloat16) == "onednn"
     assert resolve_conv_impl("auto", (32, 33, 33, 64), (3, 3), (1, 1), same, jnp.float16) == "xla"
+
+
+# A stride-2 3x3 convolution 16 -> 32 on 4x9x9 images (5x5 out), as the probe takes it.
+DIMS = (4, 9, 9, 16, 5, 5, 32, 3, 3, 2, 2, 1, 1, 1, 1)
+
+
+@needs_onednn
+def test_the_probe_passes_each_pass_of_a_sound_kernel_and_names_what_it_ran():
+    for kind, name in (("forward", "forward"), ("backward_data", "input gradient"),
+                       ("backward_weights", "weight gradient")):
+        for bf16 in (False, True):
+            v = probe.verdict(kind, DIMS, bf16)
+            dtype = "bfloat16" if bf16 else "float32"
+            assert v.label == f"{name} of conv 3x3 16->32 stride 2 on 4x9x9 {dtype}"
+            if v.reason == probe.NO_KERNEL:  # bfloat16 on a CPU without bf16 kernels
+                assert bf16 and not v.ok
+                continue
+            assert v.ok and v.reason == "" and v.detail, v  # the implementation oneDNN chose
+
+
+# In a fresh process: a fault injected into one pass, the verdicts, XLA's gradient in its place,
+# and the one warning line.
+FAULT = """
+import jax, jax.numpy as jnp, numpy as np
+from jaxresnet.native import onednn_conv, probe
+from jaxresnet.models.layers import native_fallback_report
+x = jax.random.normal(jax.random.key(0), (4, 9, 9, 16))
+w = jax.random.normal(jax.random.key(1), (3, 3, 16, 32)) / 12
+pad = ((1, 1), (1, 1))
+def loss(conv):
+    return jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(conv(x, w))), argnums=(0, 1)))(x, w)
+native = loss(lambda x, w: onednn_conv.conv(x, w, (2, 2), pad))
+xla = loss(lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), pad, dimension_numbers=("NHWC", "HWIO", "NHWC")))
+print(max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(native, xla)))
+print([(v.ok, v.reason) for v in (probe.verdict(k, %r, False) for k in probe.PASSES)])
+print(native_fallback_report())
+print(native_fallback_report())
+"""
+
+
+@needs_onednn
+@pytest.mark.parametrize("fault, reason", [("crash", "its check crashed (SIGSEGV)"),
+                                           ("wrong", probe.WRONG)])
+def test_a_pass_that_crashes_or_miscomputes_on_this_cpu_runs_on_xla_with_one_warning(tmp_path, fault, reason):
+    label = "weight gradient of conv 3x3 16->32 stride 2 on 4x9x9 float32"
+    env = dict(os.environ, JAXRESNET_ONEDNN_FAULT=f"{fault}:{label}", JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", FAULT % (DIMS,)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    worst, verdicts, warning, again = done.stdout.strip().splitlines()
+    assert float(worst) < 1e-4  # the gradients are XLA's where oneDNN was refused, right everywhere
+    assert eval(verdicts) == [(True, ""), (True, ""), (False, reason)]
+    expected = f"1 convolution pass runs on XLA instead of oneDNN on this CPU (slower): {reason}: {label}"
+    assert warning.startswith(expected) and again == "None", warning
+    if fault == "wrong":
+        assert warning[len(expected):].startswith(" (off by ")
+
+
+def test_the_warning_groups_passes_by_reason_and_names_a_reason_once(monkeypatch):
+    monkeypatch.setattr(probe, "_verdicts", {})
+    for name in ("_reported_labels", "_reported_reasons"):
+        monkeypatch.setattr(probe, name, set())
+    monkeypatch.setattr(probe, "_reported_count", [0])
+    V = probe.Verdict
+    probe._verdicts.update({str(i): V(False, f"pass {i}", probe.NO_KERNEL, "") for i in range(5)})
+    probe._verdicts["ok"] = V(True, "pass ok", "", "jit:avx2")
+    probe._verdicts["c"] = V(False, "pass c", "its check crashed (SIGSEGV)", "")
+    assert probe.report() == ("6 convolution passes run on XLA instead of oneDNN on this CPU (slower): "
+                              f"{probe.NO_KERNEL}: pass 0; pass 1; pass 2 and 2 more | "
+                              "its check crashed (SIGSEGV): pass c")
+    assert probe.report() is None
+    probe._verdicts["5"] = V(False, "pass 5", probe.NO_KERNEL, "")  # a reason already named
+    assert probe.report() is None
+    probe._verdicts["f"] = V(False, "pass f", probe.FAILED, "out of memory")
+    assert probe.report() == ("1 convolution pass runs on XLA instead of oneDNN on this CPU (slower): "
+                              f"{probe.FAILED}: pass f")
+
+
+@needs_onednn
+def test_verdicts_are_kept_per_machine_and_environment(tmp_path, monkeypatch):
+    path = str(tmp_path / "probes" / "this-machine.json")
+    for asked in range(2):  # the second time as a new process would: memory empty, the file there
+        monkeypatch.setattr(probe, "_verdicts", {})
+        monkeypatch.setattr(probe, "_stores", [probe._Store(path)])
+        monkeypatch.setattr(probe, "_children", [])
+        try:
+            assert probe.verdict("forward", DIMS, False).ok
+            assert bool(probe._children) == (asked == 0)  # checked once, then read from the file
+        finally:
+            probe._close_child()
+    # what oneDNN's choices depend on is part of the file's name; other variables are not
+    assert probe.fingerprint("lib.so", {"ONEDNN_MAX_CPU_ISA": "AVX2"}) != probe.fingerprint("lib.so", {})
+    assert probe.fingerprint("lib.so", {"OMP_NUM_THREADS": "1"}) != probe.fingerprint("lib.so", {})
+    assert probe.fingerprint("other.so", {}) != probe.fingerprint("lib.so", {})
+    assert probe.fingerprint("lib.so", {"HOME": "/x"}) == probe.fingerprint("lib.so", {})
 
 
 def test_a_failed_build_names_the_cause_and_auto_falls_back_to_xla(tmp_path):

@@ -224,7 +224,9 @@ class Conv(nn.Module):
         dtype = self.dtype or x.dtype
         x = x.astype(dtype)
         kernel = kernel.astype(dtype)
-        impl = resolve_conv_impl(self.impl, x.shape, self.kernel_size, self.strides, self.padding, dtype)
+        # Initialising only needs the shapes: XLA's convolution, not a native check of a 1-image batch.
+        impl = "xla" if self.is_initializing() else resolve_conv_impl(
+            self.impl, x.shape, self.kernel_size, self.strides, self.padding, dtype)
         if impl == "im2col":
             cols = _im2col(x, self.kernel_size, self.strides, self.padding)
             y = jnp.dot(cols, kernel.reshape(kh * kw * in_features, self.features))
@@ -280,6 +282,12 @@ def initializers(init: str, fan_in: int):
 
         return uniform, uniform
     raise ValueError(f"init must be one of {INITS}, got {init!r}")
+
+
+def native_fallback_report() -> str | None:
+    """One warning line naming the convolution passes that the oneDNN path handed back to XLA on
+    this CPU since the last call (a kernel missing, failing or wrong here), or None."""
+    return native.fallback_report()
 
 
 CONV_IMPLS = ("auto", "xla", "im2col", "dense", "onednn")

@@ -9,6 +9,8 @@ choice made in `jaxresnet.models.layers`.
 
 - `build`: compiling and registering the library; `available()`, `reason()`, `check()`.
 - `onednn_conv`: the oneDNN convolution and its gradients.
+- `probe`: whether oneDNN may run a pass of a convolution here, checked once in a child process;
+  `fallback_report()` is the warning naming the passes that run on XLA instead.
 - `fused_norm`: the fused training-mode BatchNorm and its gradient.
 - `huge_pages`: the process restart on transparent huge pages (imports nothing heavy).
 
@@ -30,6 +32,7 @@ _DOOR = {
     "conv_supports": ("onednn_conv", "supports"),
     "batch_norm": ("fused_norm", "batch_norm"),
     "norm_supports": ("fused_norm", "supports"),
+    "fallback_report": ("probe", "report"),
 }
 __all__ = sorted(_DOOR)
 

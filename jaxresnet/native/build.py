@@ -112,6 +112,12 @@ def _load() -> tuple[bool, str]:
     return True, ""
 
 
+def library() -> Path:
+    """The loaded library's file (the probe's child process loads it too)."""
+    require()
+    return build()
+
+
 def available() -> bool:
     """Whether the native kernels can run here (builds and loads them on the first call)."""
     return _load()[0]

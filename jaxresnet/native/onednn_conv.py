@@ -2,7 +2,8 @@
 
 XLA:CPU's own convolution reaches 60-110 GFLOP/s on this model's 3x3 layers; oneDNN, which torch
 uses on CPU, runs them about twice as fast (BENCHMARKS.md). The forward call and its two gradients
-(data, weights) are tied together with `jax.custom_vjp`.
+(data, weights) are tied together with `jax.custom_vjp`; each pass goes to oneDNN only where
+`probe` found that it runs right on this CPU, and to XLA's convolution otherwise.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxresnet.native import build
+from jaxresnet.native import build, probe
 
 DTYPES = (jnp.float32, jnp.bfloat16)
 
@@ -34,17 +35,24 @@ def _geometry(in_shape, kernel_shape, strides, padding):
 
 
 def supports(in_shape, kernel_shape, strides, padding, dtype) -> bool:
-    """Shapes and types the handlers take: 2-D, float32/bfloat16, no negative padding.
-
-    bfloat16 needs 16 input channels or more: for fewer (the stem) oneDNN 3.2 falls back to a
-    gemm-based weight gradient that crashes on this model's stem.
-    """
+    """Shapes and types the handlers take: 2-D, float32/bfloat16, no negative padding. Whether
+    oneDNN may run each pass of a layer on this CPU is asked of `probe` when the layer is traced."""
     if len(in_shape) != 4 or jnp.dtype(dtype) not in [jnp.dtype(d) for d in DTYPES]:
-        return False
-    if jnp.dtype(dtype) == jnp.bfloat16 and in_shape[3] < 16:
         return False
     _, ((pt, pb), (pl, pr)) = _geometry(in_shape, kernel_shape, strides, padding)
     return min(pt, pb, pl, pr) >= 0
+
+
+def _native(kind, x_shape, kernel_shape, strides, padding, dtype) -> bool:
+    """Whether pass `kind` of this convolution runs on oneDNN (else XLA runs it): the probe's verdict."""
+    (oh, ow), ((pt, pb), (pl, pr)) = _geometry(x_shape, kernel_shape, strides, padding)
+    dims = (*x_shape, oh, ow, kernel_shape[3], *kernel_shape[:2], *strides, pt, pb, pl, pr)
+    return probe.verdict(kind, dims, jnp.dtype(dtype) == jnp.bfloat16).ok
+
+
+def _xla_conv(x, kernel, strides, padding):
+    return jax.lax.conv_general_dilated(x, kernel, tuple(strides), padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def _call(target, shape, dtype, a, b, strides, padding):
@@ -54,9 +62,12 @@ def _call(target, shape, dtype, a, b, strides, padding):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv(x, kernel, strides, padding):
-    """NHWC x HWIO convolution through oneDNN; `padding` is ((top, bottom), (left, right))."""
+    """NHWC x HWIO convolution through oneDNN; `padding` is ((top, bottom), (left, right)). Each
+    of the three passes runs on XLA instead where the probe refused it on this CPU."""
     build.require()
     (oh, ow), padding = _geometry(x.shape, kernel.shape, strides, padding)
+    if not _native("forward", x.shape, kernel.shape, strides, padding, x.dtype):
+        return _xla_conv(x, kernel, strides, padding)
     return _call("forward", (x.shape[0], oh, ow, kernel.shape[3]), x.dtype, x, kernel, strides, padding)
 
 
@@ -68,8 +79,14 @@ def _conv_bwd(strides, padding, residuals, dy):
     x, kernel = residuals
     _, padding = _geometry(x.shape, kernel.shape, strides, padding)
     dy = dy.astype(x.dtype)
-    dx = _call("backward_data", x.shape, x.dtype, dy, kernel, strides, padding)
-    dkernel = _call("backward_weights", kernel.shape, kernel.dtype, x, dy, strides, padding)
+    native = {kind: _native(kind, x.shape, kernel.shape, strides, padding, x.dtype)
+              for kind in ("backward_data", "backward_weights")}
+    if not all(native.values()):  # XLA's gradients for the passes refused (the unused one is dropped)
+        xla_dx, xla_dkernel = jax.vjp(lambda x, k: _xla_conv(x, k, strides, padding), x, kernel)[1](dy)
+    dx = _call("backward_data", x.shape, x.dtype, dy, kernel, strides, padding) \
+        if native["backward_data"] else xla_dx
+    dkernel = _call("backward_weights", kernel.shape, kernel.dtype, x, dy, strides, padding) \
+        if native["backward_weights"] else xla_dkernel
     return dx, dkernel
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxresnet.data import Split
 from jaxresnet.models import ARCHS
+from jaxresnet.models.layers import native_fallback_report
 from jaxresnet.training.loop import DeviceData, predict_step, train_step, zero_metrics
 from jaxresnet.training.state import create_train_state
 
@@ -133,6 +134,8 @@ def run(arch="resnet34", resize=128, batch_size=32, dtype="float32", conv_impl="
         return steps * batch_size / (time.perf_counter() - t)
 
     jax_train(), jax_eval()  # warm-up (eval compiles here)
+    if line := native_fallback_report():
+        log(f"warning: {line}")
     torch_train = torch_eval = None
     if torch_too:
         torch_train, torch_eval, res.torch_version = _torch_fns(arch, resize, batch_size, dtype, steps, warmup)

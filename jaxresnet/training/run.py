@@ -23,6 +23,7 @@ from jaxresnet.data import DatasetInfo, folder, load_dataset
 from jaxresnet.data.datasets import DEFAULT_DATASET, stored_images
 from jaxresnet.data.augment import Augment, make_augment
 from jaxresnet.models import ARCHS
+from jaxresnet.models.layers import native_fallback_report
 from jaxresnet.plots import plot_accuracy
 from jaxresnet.training.checkpoint import CheckpointError, CheckpointStore
 from jaxresnet.training.events import EventLog
@@ -178,6 +179,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
 
                 def after_step(where, state, metrics, last, done, epoch=epoch):
                     nonlocal last_save, step_id
+                    warn_native_fallbacks(err)  # the step's program is traced by now
                     stopping = due = False
                     for _ in range(done):  # every process asks at every step id, alike
                         step_id += 1
@@ -212,6 +214,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False, out=No
                     preds = predict(state, test_d, config.resize, config.eval_batch_size, dtype, mesh,
                                     tta=config.tta == "flip")
                     test_acc = accuracy_percent(int((preds == test.labels).sum()), len(test))
+                    warn_native_fallbacks(err)
                 eval_s = time.perf_counter() - t_eval
                 print_epoch(out, epoch, config.epochs, result.train_accuracy, test_acc)
                 history.append(epoch_record(epoch, result.train_accuracy, test_acc, result.train_loss,
@@ -281,6 +284,11 @@ def load_checkpoint(workdir: str, which: str | int = "latest"):
         return dataclasses.replace(restored, dataset=dataset)
     finally:
         store.close()
+
+
+def warn_native_fallbacks(err) -> None:
+    if line := native_fallback_report():
+        print(f"warning: {line}", file=err, flush=True)
 
 
 def print_epoch(out, epoch: int, epochs: int, train_accuracy: float, test_accuracy: float | None) -> None:
