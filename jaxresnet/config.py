@@ -1,13 +1,26 @@
-"""A run's configuration: defaults (the reference experiment), validation, and what may change on resume."""
+"""A run's configuration: every setting declared once, with its flag, bounds, help and resume rule.
+
+Each `TrainConfig` field is declared with `option(...)`: its default (the reference experiment's),
+its help text, its bounds or choices, whether a resumed run may change it, and whether the torch
+baseline shares it. The parsers of train.py and train_torch.py (`jaxresnet.cli.args`), `validate`'s
+checks and the resume rules are made from those declarations, so a new setting is one field here
+plus the code that uses it.
+"""
+
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from jaxresnet.data.augment import parse_augment
-from jaxresnet.models.layers import CONV_IMPLS, INITS, NORM_IMPLS
 from jaxresnet.models import ARCHS
+from jaxresnet.models.layers import CONV_IMPLS, INITS, NORM_IMPLS
 from jaxresnet.recipes import RECIPES
 from jaxresnet.training.optimizer import SCHEDULES
 
@@ -16,6 +29,11 @@ from jaxresnet.training.optimizer import SCHEDULES
 # multi-process bug (tests/test_distributed.py).
 DTYPES = ("float32", "bfloat16", "float64")
 TTAS = ("none", "flip")
+GROUPS = {
+    "experiment": None,
+    "recipe": "recipe (the defaults are the reference's; README: A better model)",
+    "run": "how and how long to run (a resumed run may change these)",
+}
 
 
 class ConfigError(ValueError):
@@ -23,94 +41,202 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Flag:
+    """How one setting is given on the command line and checked."""
+
+    help: str
+    group: str = "experiment"  # a key of GROUPS: where --help lists it
+    low: float | None = None  # the smallest value allowed (exclusive with `positive`)
+    positive: bool = False  # must be > 0
+    below: float | None = None  # values must be smaller than this
+    choices: tuple | None = None
+    resumable: bool = False  # a resumed run may change it; the others define the experiment
+    torch: bool = True  # the torch baseline takes it, with the same meaning
+    spelling: str | None = None  # the flag, where it is not --the-field-name ("--no-download")
+    parse: Callable[[str], Any] | None = None  # the argument's parser, where not the field's type
+    check: Callable[[Any], str | None] | None = None  # a further check: the error message, or None
+    note: str = ""  # what a bound's message adds ("(0: never)")
+
+
+def option(default, help: str, **flag) -> Any:
+    """A TrainConfig field: its default and its `Flag`."""
+    return dataclasses.field(default=default, metadata={"flag": Flag(help=help, **flag)})
+
+
+def per_class(text: str) -> int | None:
+    """An image count per class, or "all" (None)."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer or all, got {text!r}") from None
+
+
+def _augment_error(value: str) -> str | None:
+    try:
+        parse_augment(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _dataset_error(value) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return f"--dataset must name a tensorflow-datasets dataset, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     # The experiment: changing any of these makes a different run, so a resume refuses them.
-    arch: str = "resnet34"
-    dataset: str = "cifar10"  # a tensorflow-datasets image-classification dataset (jaxresnet.data.datasets)
-    store_size: int = 64  # folder:PATH datasets: the side images are stored at, once, on the host
-    resize: int = 128
-    batch_size: int = 32
-    lr: float = 0.01
-    momentum: float = 0.9
-    train_per_class: int | None = 500  # None: every image (the CLI's default for datasets other than CIFAR-10)
-    test_per_class: int | None = None  # None: the whole 10,000-image test split
-    seed: int = 0
-    dtype: str = "float32"
-    init: str = "torch"
+    arch: str = option("resnet34", "the network", choices=tuple(ARCHS))
+    dataset: str = option(
+        "cifar10",
+        "any tensorflow-datasets image-classification dataset (cifar100, svhn_cropped, "
+        "...), or folder:PATH for your own images",
+        check=_dataset_error,
+    )
+    store_size: int = option(
+        64,
+        "folder:PATH and datasets of varying image sizes: the side every image is "
+        "resized to once, on the host, and kept at",
+        low=8,
+    )
+    resize: int = option(128, "image side after the bilinear resize on the device", low=8)
+    batch_size: int = option(32, "training batch", low=1)
+    lr: float = option(0.01, "SGD learning rate (the peak, with a schedule)", positive=True)
+    momentum: float = option(0.9, "SGD momentum (torch's: buf = m*buf + g)", low=0, below=1)
+    train_per_class: int | None = option(
+        500,
+        "training images per class, or all (500 for CIFAR-10: 5,000 images; all for other datasets)",
+        low=1,
+        parse=per_class,
+    )
+    test_per_class: int | None = option(
+        None, "test images per class, or all (default: the whole test split)", low=1, parse=per_class
+    )
+    seed: int = option(
+        0,
+        "subset, initialisation, shuffle and augmentation seed",
+        low=0,
+        check=lambda v: f"--seed must be below 2**31, got {v}" if v >= 2**31 else None,
+    )
+    dtype: str = option(
+        "float32",
+        "compute dtype; parameters and BatchNorm statistics stay float32 (float64: a numerical reference, CPU)",
+        choices=DTYPES,
+    )
+    init: str = option("torch", "weight initialisation: torch's defaults or flax's", choices=INITS, torch=False)
     # The recipe (tests/test_recipe.py; docs/recipe/): the reference's values are the defaults.
-    recipe: str = "reference"  # the preset the values below started from (jaxresnet.recipes)
-    augment: str = "none"  # none, or a comma-separated list of crop, flip, cutout
-    crop_padding: int = 4  # crop: the largest shift, in source pixels
-    cutout_size: int = 8  # cutout: the square's side, in source pixels
-    weight_decay: float = 0.0
-    nesterov: bool = False
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    tta: str = "none"  # none, or flip
+    recipe: str = option(
+        "reference",
+        "a preset of the experiment flags; a flag given explicitly overrides its value",
+        group="recipe",
+        choices=tuple(sorted(RECIPES)),
+    )
+    augment: str = option(
+        "none",
+        "training augmentation on the device: none, or a comma-separated list of crop, flip, cutout",
+        group="recipe",
+        check=_augment_error,
+    )
+    crop_padding: int = option(4, "crop: the largest shift in source pixels, reflect-padded", group="recipe", low=1)
+    cutout_size: int = option(8, "cutout: the zeroed square's side in source pixels", group="recipe", low=1)
+    weight_decay: float = option(
+        0.0, "torch SGD's: wd*param added to the gradient before momentum", group="recipe", low=0
+    )
+    nesterov: bool = option(False, "Nesterov momentum (torch's); --no-nesterov turns a recipe's off", group="recipe")
+    schedule: str = option(
+        "constant",
+        "learning rate per step: constant, cosine (to 0) or onecycle (peak --lr)",
+        group="recipe",
+        choices=SCHEDULES,
+    )
+    warmup_epochs: float = option(0.0, "linear warm-up from lr/100 (onecycle: its rising phase)", group="recipe", low=0)
+    label_smoothing: float = option(0.0, "torch CrossEntropyLoss's label_smoothing", group="recipe", low=0, below=1)
+    tta: str = option(
+        "none",
+        "test-time augmentation: flip averages the logits with the mirrored image's",
+        group="recipe",
+        choices=TTAS,
+    )
     # How and how long to run: these may change when a run is resumed.
-    epochs: int = 10
-    conv_impl: str = "auto"
-    norm_impl: str = "auto"
-    eval_batch_size: int = 500
-    save_every: int = 1
-    keep: int = 3
-    checkpoint_minutes: float = 10.0  # a step checkpoint inside an epoch this often (0: never)
-    steps_per_call: int = 0  # training steps per jitted call (a lax.scan); 0: auto (loop.steps_per_call)
-    eval_every: int = 1  # score the test split every N epochs and at the last
-    data_dir: str | None = None
-    download: bool = True
-    data_cache: str | None = None  # decoded-data cache folder (None: the default; "off": none)
+    epochs: int = option(
+        10, "epochs to train (raise it on a finished run to extend it)", group="run", low=1, resumable=True
+    )
+    eval_every: int = option(
+        1, "score the test split every N epochs and at the last", group="recipe", low=1, resumable=True
+    )
+    conv_impl: str = option(
+        "auto",
+        "how convolutions are computed (auto: fastest per backend and shape)",
+        group="run",
+        choices=CONV_IMPLS,
+        resumable=True,
+        torch=False,
+    )
+    norm_impl: str = option(
+        "auto",
+        "how training BatchNorm+ReLU(+residual) is computed: xla, or fused C++ on CPU (auto: fused where it builds)",
+        group="run",
+        choices=NORM_IMPLS,
+        resumable=True,
+        torch=False,
+    )
+    eval_batch_size: int = option(
+        500, "test batch (the last is padded, the padding discarded)", group="run", low=1, resumable=True
+    )
+    save_every: int = option(
+        1, "checkpoint every N epochs (and the last)", group="run", low=1, resumable=True, torch=False
+    )
+    keep: int = option(3, "latest checkpoints kept, plus the best", group="run", low=1, resumable=True, torch=False)
+    checkpoint_minutes: float = option(
+        10.0,
+        "also save a step checkpoint inside an epoch this often, at a step "
+        "boundary (0: never); SIGTERM/SIGINT always save one",
+        group="run",
+        low=0,
+        resumable=True,
+        torch=False,
+        note="(0: never)",
+    )
+    steps_per_call: int = option(
+        0,
+        "training steps per jitted call, run as one lax.scan (0: auto, a divisor of "
+        "the epoch's steps up to 16; 1 on CPU above --resize 64)",
+        group="run",
+        low=0,
+        resumable=True,
+        torch=False,
+    )
+    data_dir: str | None = option(
+        None, "tensorflow-datasets folder (default ~/tensorflow_datasets)", group="run", resumable=True
+    )
+    download: bool = option(
+        True,
+        "never touch the network; fail if the dataset is not in --data-dir",
+        group="run",
+        spelling="--no-download",
+        resumable=True,
+    )
+    data_cache: str | None = option(
+        None,
+        "folder of decoded images, read without TensorFlow on later runs "
+        "(default $JAXRESNET_DATA_CACHE or ~/.cache/jaxresnet/data; 'off' for none)",
+        group="run",
+        resumable=True,
+    )
 
-    def validate(self) -> "TrainConfig":
-        _at_least("--resize", self.resize, 8)
-        _at_least("--epochs", self.epochs, 1)
-        _at_least("--batch-size", self.batch_size, 1)
-        _at_least("--eval-batch-size", self.eval_batch_size, 1)
-        if self.train_per_class is not None:
-            _at_least("--train-per-class", self.train_per_class, 1)
-        _at_least("--store-size", self.store_size, 8)
-        if not isinstance(self.dataset, str) or not self.dataset.strip():
-            raise ConfigError(f"--dataset must name a tensorflow-datasets dataset, got {self.dataset!r}")
-        if self.test_per_class is not None:
-            _at_least("--test-per-class", self.test_per_class, 1)
-        _at_least("--save-every", self.save_every, 1)
-        _at_least("--keep", self.keep, 1)
-        _at_least("--seed", self.seed, 0)
-        _at_least("--steps-per-call", self.steps_per_call, 0)
-        if not (isinstance(self.checkpoint_minutes, (int, float)) and 0 <= self.checkpoint_minutes < float("inf")):
-            raise ConfigError(f"--checkpoint-minutes must be a number >= 0 (0: never), got {self.checkpoint_minutes}")
-        if self.seed >= 2**31:
-            raise ConfigError(f"--seed must be below 2**31, got {self.seed}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
-        _at_least("--eval-every", self.eval_every, 1)
-        _at_least("--crop-padding", self.crop_padding, 1)
-        _at_least("--cutout-size", self.cutout_size, 1)
-        try:
-            parse_augment(self.augment)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < float("inf")):
-            raise ConfigError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
-        if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
-            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs < float("inf")):
-            raise ConfigError(f"--warmup-epochs must be a number >= 0, got {self.warmup_epochs}")
-        _one_of("--schedule", self.schedule, SCHEDULES)
-        _one_of("--tta", self.tta, TTAS)
-        _one_of("--recipe", self.recipe, tuple(RECIPES))
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError naming the first flag whose value is out of bounds or inconsistent."""
+        for f in dataclasses.fields(self):
+            if error := _field_error(f, getattr(self, f.name)):
+                raise ConfigError(error)
         if self.warmup_epochs >= self.epochs and self.warmup_epochs:
             raise ConfigError(f"--warmup-epochs ({self.warmup_epochs}) must be fewer than --epochs ({self.epochs})")
         if self.nesterov and not self.momentum:
             raise ConfigError("--nesterov needs a momentum > 0 (torch's rule)")
-        _one_of("--arch", self.arch, tuple(ARCHS))
-        _one_of("--dtype", self.dtype, DTYPES)
-        _one_of("--init", self.init, INITS)
-        _one_of("--conv-impl", self.conv_impl, CONV_IMPLS)
-        _one_of("--norm-impl", self.norm_impl, NORM_IMPLS)
         if error := norm_impl_dtype_error(self.norm_impl, self.dtype):
             raise ConfigError(error)
         return self
@@ -119,7 +245,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -127,27 +253,71 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-# Fields a resumed run may change; every other field defines the experiment.
-RESUMABLE_CHANGES = ("epochs", "conv_impl", "norm_impl", "eval_batch_size", "save_every", "keep", "data_dir", "download",
-                     "data_cache", "checkpoint_minutes", "steps_per_call", "eval_every")
+def flag_of(field: dataclasses.Field) -> Flag:
+    return field.metadata["flag"]
+
+
+@functools.cache
+def field_types() -> dict[str, tuple[type, bool]]:
+    """Each field's (type, whether None is allowed): `int | None` is (int, True)."""
+    out = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        args = typing.get_args(hint)
+        out[name] = (next(a for a in args if a is not type(None)), True) if args else (hint, False)
+    return out
 
 
 def flag(name: str) -> str:
-    return {"download": "--no-download"}.get(name, "--" + name.replace("_", "-"))
+    """The command-line spelling of field `name`."""
+    return flag_of(TrainConfig.__dataclass_fields__[name]).spelling or "--" + name.replace("_", "-")
+
+
+# Fields a resumed run may change; every other field defines the experiment.
+RESUMABLE_CHANGES = tuple(f.name for f in dataclasses.fields(TrainConfig) if flag_of(f).resumable)
+
+
+def _field_error(f: dataclasses.Field, value) -> str | None:
+    spec, (kind, optional), name = flag_of(f), field_types()[f.name], flag(f.name)
+    if value is None and optional:
+        return None  # "all", or the library's default
+    if spec.choices is not None and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
+    if kind is int and (
+        not isinstance(value, int) or isinstance(value, bool) or (spec.low is not None and value < spec.low)
+    ):
+        return f"{name} must be an integer >= {spec.low:g}, got {value!r}"
+    if kind is float and (error := _number_error(spec, value)):
+        return f"{name} {error}, got {value}"
+    return spec.check(value) if spec.check else None
+
+
+def _number_error(spec: Flag, value) -> str | None:
+    finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if spec.positive and not (finite and value > 0):
+        return "must be positive"
+    if spec.below is not None and not (finite and spec.low <= value < spec.below):
+        return f"must be in [{spec.low:g}, {spec.below:g})"
+    if spec.low is not None and not (finite and value >= spec.low):
+        return " ".join(filter(None, [f"must be a number >= {spec.low:g}", spec.note]))
+    return None
 
 
 def resume_mismatch(saved: TrainConfig, now: TrainConfig) -> str | None:
     """A message naming the first experiment-defining field that differs, or None."""
     if saved.schedule != "constant" and saved.epochs != now.epochs and saved.schedule == now.schedule:
-        return (f"--epochs is {now.epochs} but the run being resumed used {saved.epochs}, and its "
-                f"--schedule {saved.schedule} spans them; a scheduled run cannot be extended")
+        return (
+            f"--epochs is {now.epochs} but the run being resumed used {saved.epochs}, and its "
+            f"--schedule {saved.schedule} spans them; a scheduled run cannot be extended"
+        )
     for f in dataclasses.fields(TrainConfig):
         if f.name in RESUMABLE_CHANGES:
             continue
         a, b = getattr(saved, f.name), getattr(now, f.name)
         if a != b:
-            return (f"{flag(f.name)} is {b!r} but the run being resumed used {a!r}; "
-                    f"only {', '.join(flag(n) for n in RESUMABLE_CHANGES)} may change on resume")
+            return (
+                f"{flag(f.name)} is {b!r} but the run being resumed used {a!r}; "
+                f"only {', '.join(flag(n) for n in RESUMABLE_CHANGES)} may change on resume"
+            )
     return None
 
 
@@ -156,13 +326,3 @@ def norm_impl_dtype_error(norm_impl: str, dtype: str) -> str | None:
     if norm_impl == "fused" and dtype != "float32":
         return f"--norm-impl fused is float32 only; use --norm-impl auto or xla with --dtype {dtype}"
     return None
-
-
-def _at_least(name: str, value, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _one_of(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -39,9 +39,9 @@ def test_train_step_gflop_counts_the_convolutions_the_custom_calls_hide():
 
 
 def test_run_times_the_compiled_step_and_fills_every_figure():
-    from jaxresnet.tools.benchmark import as_json, run
+    from jaxresnet.tools.benchmark import Setting, as_json, run
 
-    r = run("resnet18", resize=16, batch_size=4, steps=2, reps=2, torch_too=False, log=lambda s: None, warmup=1)
+    r = run(Setting("resnet18", resize=16, batch_size=4, steps=2, reps=2, torch=False, warmup=1), log=lambda s: None)
     assert len(r.samples["jax_train"]) == len(r.samples["jax_eval"]) == 2 and r.warmup_steps == 1
     assert r.jax_train_images_per_s > 0 and r.jax_eval_images_per_s > 0 and r.jax_compile_s > 0
     assert r.jax_train_gflop_per_step == train_step_gflop("resnet18", 16, 4, jnp.float32)

@@ -1,4 +1,5 @@
 """Checkpoint/resume: an interrupted run ends exactly as if it had never stopped."""
+
 import glob
 import json
 import os
@@ -10,20 +11,28 @@ import time
 import jax
 import numpy as np
 import pytest
-
-from jaxresnet.training.checkpoint import CheckpointError, CheckpointStore
-from jaxresnet.config import ConfigError, TrainConfig
-from jaxresnet.training.run import build_model, seed_keys, train_run
-from jaxresnet.training.state import create_train_state
-
 from conftest import ROOT
+
+from jaxresnet.config import ConfigError, TrainConfig
+from jaxresnet.training.checkpoint import CheckpointError, EpochCheckpoints
+from jaxresnet.training.run import train_run
+from jaxresnet.training.state import build_model, create_train_state, seed_keys
 
 TIMING = {"seconds", "train_seconds", "train_images_per_s"}
 
 
 def small_config(data_dir, **kw):
-    base = dict(arch="resnet18", resize=16, batch_size=16, train_per_class=4, test_per_class=2,
-                epochs=3, seed=7, data_dir=data_dir, download=False)
+    base = dict(
+        arch="resnet18",
+        resize=16,
+        batch_size=16,
+        train_per_class=4,
+        test_per_class=2,
+        epochs=3,
+        seed=7,
+        data_dir=data_dir,
+        download=False,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -59,7 +68,7 @@ def test_resume_is_bitwise_identical(data_dir, tmp_path, full_run, capsys):
 def test_checkpoint_holds_everything_and_keeps_latest_plus_best(data_dir, tmp_path, full_run):
     workdir = str(tmp_path / "keep")
     train_run(small_config(data_dir, epochs=5, keep=2), workdir, progress=False)
-    store = CheckpointStore(os.path.join(workdir, "checkpoints"))
+    store = EpochCheckpoints(os.path.join(workdir, "checkpoints"))
     history = store.read_history(5)
     best = max(history, key=lambda h: (h["test_accuracy"], h["epoch"]))["epoch"]
     assert store.epochs() == sorted({4, 5, best})
@@ -70,13 +79,13 @@ def test_checkpoint_holds_everything_and_keeps_latest_plus_best(data_dir, tmp_pa
     store.close()
     assert restored.epoch == 5 and len(restored.history) == 5
     assert restored.config.seed == 7 and restored.config.arch == "resnet18"
-    np.testing.assert_array_equal(jax.random.key_data(restored.shuffle_key),
-                                  jax.random.key_data(seed_keys(7)[1]))
+    np.testing.assert_array_equal(jax.random.key_data(restored.shuffle_key), jax.random.key_data(seed_keys(7)[1]))
     assert int(restored.state.step) == 5 * 3
 
 
-@pytest.mark.parametrize("field, value", [("resize", 32), ("seed", 8), ("train_per_class", 5),
-                                          ("arch", "resnet34"), ("test_per_class", 3)])
+@pytest.mark.parametrize(
+    "field, value", [("resize", 32), ("seed", 8), ("train_per_class", 5), ("arch", "resnet34"), ("test_per_class", 3)]
+)
 def test_resume_refuses_a_changed_experiment(data_dir, tmp_path, full_run, field, value):
     with pytest.raises(ConfigError, match="--" + field.replace("_", "-")):
         train_run(small_config(data_dir, **{field: value}), full_run.workdir, progress=False)
@@ -105,7 +114,7 @@ def test_damaged_checkpoint_is_named_or_falls_back(data_dir, tmp_path, full_run,
         os.remove(victim)
     config = small_config(data_dir)
     template = create_train_state(build_model(config), seed_keys(0)[0], 16, 0.01, 0.9)
-    store = CheckpointStore(ckpt)
+    store = EpochCheckpoints(ckpt)
     rel = os.path.relpath(victim, os.path.join(ckpt, "3"))
     with pytest.raises(CheckpointError, match=r"checkpoints/3 is damaged: ") as info:
         store.restore(template, 3)
@@ -124,9 +133,29 @@ def test_damaged_checkpoint_is_named_or_falls_back(data_dir, tmp_path, full_run,
 
 def test_kill_minus_nine_then_rerun_resumes(data_dir, tmp_path, full_run, xla_cache):
     workdir = str(tmp_path / "killed")
-    args = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--arch", "resnet18", "--resize", "16",
-            "--batch-size", "16", "--train-per-class", "4", "--test-per-class", "2", "--epochs", "3",
-            "--seed", "7", "--data-dir", data_dir, "--no-download", "--workdir", workdir]
+    args = [
+        sys.executable,
+        os.path.join(ROOT, "scripts", "train.py"),
+        "--arch",
+        "resnet18",
+        "--resize",
+        "16",
+        "--batch-size",
+        "16",
+        "--train-per-class",
+        "4",
+        "--test-per-class",
+        "2",
+        "--epochs",
+        "3",
+        "--seed",
+        "7",
+        "--data-dir",
+        data_dir,
+        "--no-download",
+        "--workdir",
+        workdir,
+    ]
     env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=xla_cache)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     ckpt = os.path.join(workdir, "checkpoints")

@@ -1,5 +1,6 @@
 """--dataset NAME: another tensorflow-datasets dataset end to end (offline, through tfds's own mock
 data), its class count reaching the model's head, its statistics and class names the run's files."""
+
 import io
 import json
 
@@ -13,12 +14,23 @@ from jaxresnet.data.datasets import CIFAR10, channel_stats
 def test_a_named_dataset_with_another_class_count_trains_evaluates_and_records_its_classes(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     from jaxresnet.tools.evaluate import evaluate_checkpoint
-    from jaxresnet.training.run import load_checkpoint, train_run
+    from jaxresnet.training.checkpoint import load_checkpoint
+    from jaxresnet.training.run import train_run
 
     workdir = str(tmp_path / "run")
-    config = TrainConfig(dataset="cifar100", arch="resnet18", resize=16, epochs=2, batch_size=16,
-                         train_per_class=None, test_per_class=None, data_dir=str(tmp_path / "tfds"),
-                         download=False, data_cache="off", checkpoint_minutes=0)
+    config = TrainConfig(
+        dataset="cifar100",
+        arch="resnet18",
+        resize=16,
+        epochs=2,
+        batch_size=16,
+        train_per_class=None,
+        test_per_class=None,
+        data_dir=str(tmp_path / "tfds"),
+        download=False,
+        data_cache="off",
+        checkpoint_minutes=0,
+    )
     out = io.StringIO()
     with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
         names = tuple(tfds.builder("cifar100", data_dir=str(tmp_path / "tfds")).info.features["label"].names)
@@ -54,16 +66,24 @@ def test_stored_images_that_cannot_fit_are_refused_naming_the_figures():
 
     assert memory.check_stored_images(1000, 64, "hint") is None  # 12 MB
     message = memory.check_stored_images(10**8, 256, "lower --store-size")
-    assert message.startswith("100000000 images stored at 256x256 need 18310.5 GiB on the device") and \
-        message.endswith("; lower --store-size")
+    assert message.startswith("100000000 images stored at 256x256 need 18310.5 GiB on the device") and message.endswith(
+        "; lower --store-size"
+    )
 
 
 def test_a_named_dataset_of_varying_image_sizes_is_stored_at_store_size(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     from jaxresnet.data import load_dataset
 
-    config = TrainConfig(dataset="oxford_flowers102", store_size=20, train_per_class=None, test_per_class=None,
-                         data_dir=str(tmp_path / "tfds"), download=False, data_cache="off")
+    config = TrainConfig(
+        dataset="oxford_flowers102",
+        store_size=20,
+        train_per_class=None,
+        test_per_class=None,
+        data_dir=str(tmp_path / "tfds"),
+        download=False,
+        data_cache="off",
+    )
     with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
         train, test, info = load_dataset(config)
     assert train.images.shape == (12, 20, 20, 3) and test.images.shape == (12, 20, 20, 3)

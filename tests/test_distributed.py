@@ -8,6 +8,7 @@ holds on any CPU. The single-process run has two devices too (virtual CPU device
 two takes max-pool ties by torch's rule, one device by jnp.max's (`jaxresnet.models.layers.max_pool`),
 so a one-device run differs by design, not by a bug.
 """
+
 import json
 import os
 import socket
@@ -17,8 +18,22 @@ import textwrap
 
 from conftest import ROOT
 
-SETTING = ["--arch", "resnet18", "--resize", "16", "--train-per-class", "2", "--test-per-class", "2",
-           "--batch-size", "10", "--dtype", "float64", "--no-download", "--no-progress"]  # 2 steps an epoch
+SETTING = [
+    "--arch",
+    "resnet18",
+    "--resize",
+    "16",
+    "--train-per-class",
+    "2",
+    "--test-per-class",
+    "2",
+    "--batch-size",
+    "10",
+    "--dtype",
+    "float64",
+    "--no-download",
+    "--no-progress",
+]  # 2 steps an epoch
 
 
 def _free_port() -> int:
@@ -35,12 +50,32 @@ def _env(xla_cache, **extra):
 def _two_processes(workdir, data_dir, xla_cache, *extra):
     """Run train.py as processes 0 and 1 of one job; their (returncode, stdout, stderr)."""
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "train.py"), *SETTING,
-                               "--data-dir", data_dir, "--workdir", str(workdir), *extra,
-                               "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                              env=_env(xla_cache))
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                os.path.join(ROOT, "scripts", "train.py"),
+                *SETTING,
+                "--data-dir",
+                data_dir,
+                "--workdir",
+                str(workdir),
+                *extra,
+                "--coordinator",
+                f"localhost:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=_env(xla_cache),
+        )
+        for i in range(2)
+    ]
     try:
         outs = [p.communicate(timeout=400) for p in procs]
     finally:
@@ -56,7 +91,8 @@ ONE_PROCESS = textwrap.dedent("""
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
     from jaxresnet.config import TrainConfig
-    from jaxresnet.training.run import load_checkpoint, train_run
+    from jaxresnet.training.checkpoint import load_checkpoint
+    from jaxresnet.training.run import train_run
 
     two_dir, one_dir, data_dir = sys.argv[1:4]
     assert jax.process_count() == 1 and jax.device_count() == 2
@@ -85,21 +121,26 @@ ONE_PROCESS = textwrap.dedent("""
 def test_two_processes_train_checkpoint_restore_and_match_one_process(tmp_path, data_dir, xla_cache):
     two_dir, one_dir = tmp_path / "two", tmp_path / "one"
     first = _two_processes(two_dir, data_dir, xla_cache, "--epochs", "1")
-    for rc, out, err in first:
+    for rc, _out, err in first:
         assert rc == 0, err[-3000:]
     # Process 0 reports; process 1 trains in step but prints none of the run's lines.
     assert "Epoch 1/1" in first[0][1] and "Test Accuracy" in first[0][1]
     assert "Epoch" not in first[1][1] and "Outputs in" not in first[1][2]
     # The second command restores epoch 1 in both processes and trains epoch 2.
     second = _two_processes(two_dir, data_dir, xla_cache, "--epochs", "2")
-    for rc, out, err in second:
+    for rc, _out, err in second:
         assert rc == 0, err[-3000:]
     assert "Resuming" in second[0][2] and "after epoch 1 of 2" in second[0][2]
     assert "Epoch 2/2" in second[0][1] and "Epoch" not in second[1][1]
 
-    proc = subprocess.run([sys.executable, "-c", ONE_PROCESS, str(two_dir), str(one_dir), data_dir],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env=_env(xla_cache, XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    proc = subprocess.run(
+        [sys.executable, "-c", ONE_PROCESS, str(two_dir), str(one_dir), data_dir],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env=_env(xla_cache, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     print("two processes against one (relative, float64):", r)
@@ -109,8 +150,10 @@ def test_two_processes_train_checkpoint_restore_and_match_one_process(tmp_path, 
     assert r["moved"] > 1e-4, r  # epoch 2 changed the parameters: the comparison is not of two copies
 
     def without_timing(path):
-        return [{k: v for k, v in h.items() if "seconds" not in k and "per_s" not in k}
-                for h in json.load(open(path / "metrics.json"))]
+        return [
+            {k: v for k, v in h.items() if "seconds" not in k and "per_s" not in k}
+            for h in json.load(open(path / "metrics.json"))
+        ]
 
     two_m, one_m = without_timing(two_dir), without_timing(one_dir)
     assert [h["test_accuracy"] for h in two_m] == [h["test_accuracy"] for h in one_m]

@@ -1,5 +1,6 @@
 """The package's layering: no import cycles, a core without torch or native code, and a core that
 trains with either made unavailable."""
+
 import ast
 import os
 import subprocess
@@ -68,7 +69,7 @@ def test_no_import_cycles_among_module_level_imports():
         stack.append(node)
         for dep in sorted(graph[node]):
             if state.get(dep) == "open":
-                cycle = stack[stack.index(dep):] + [dep]
+                cycle = stack[stack.index(dep) :] + [dep]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if dep not in state:
                 visit(dep)
@@ -85,8 +86,9 @@ def test_the_core_imports_no_torch_and_reaches_native_code_only_through_its_door
     for name, path in _modules().items():
         imported = _imports(path, module_level_only=False)
         if _within(name, CORE):
-            assert not {i for i in imported if _within(i, ("torch", "jaxresnet.pytorch", "jaxresnet.cli",
-                                                           "jaxresnet.tools"))}, name
+            assert not {
+                i for i in imported if _within(i, ("torch", "jaxresnet.pytorch", "jaxresnet.cli", "jaxresnet.tools"))
+            }, name
         if not _within(name, ("jaxresnet.native",)):
             inside = {i for i in imported if i.startswith("jaxresnet.native.")}
             # the door is `from jaxresnet import native`; huge_pages is imported before JAX loads
@@ -102,16 +104,15 @@ import sys, jax, numpy as np
 from jaxresnet.config import TrainConfig
 from jaxresnet.data import Split
 from jaxresnet.models.layers import resolve_conv_impl
-from jaxresnet.training.loop import DeviceData, train_epoch
-from jaxresnet.training.run import build_model, seed_keys
-from jaxresnet.training.state import create_train_state
+from jaxresnet.training.loop import DeviceData, StepSpec, train_epoch
+from jaxresnet.training.state import build_model, create_train_state, seed_keys
 import jaxresnet.training.checkpoint, jaxresnet.training.run, jaxresnet.tools.evaluate, jaxresnet.cli.train
 rng = np.random.default_rng(0)
 data = Split(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), np.arange(8, dtype=np.int32) % 10)
 config = TrainConfig(arch="resnet18", resize=32, batch_size=8)
 init_key, shuffle_key = seed_keys(0)
 state = create_train_state(build_model(config), init_key, 32, 0.01, 0.9)
-state, result = train_epoch(state, DeviceData.put(data), shuffle_key, 1, batch_size=8, image_size=32)
+state, result = train_epoch(state, DeviceData.put(data), shuffle_key, 1, StepSpec(8, 32))
 loaded = [line for line in open("/proc/self/maps") if "libjaxresnet_onednn" in line]
 print("step", int(state.step), "loss", round(result.train_loss, 3),
       "torch", sys.modules.get("torch") is not None, "native", bool(loaded),
@@ -126,8 +127,14 @@ sys.modules["torch"] = None
 
 
 def _run(code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu", **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", **env},
+    )
 
 
 def test_the_core_trains_a_step_with_torch_unimportable():
@@ -140,8 +147,10 @@ def test_the_core_trains_a_step_with_torch_unimportable():
     done = _run(NO_TORCH + "import jaxresnet.pytorch.reference\n")
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last == ("ImportError: jaxresnet.pytorch needs PyTorch, which is not installed: pip install "
-                    "torch==2.13.0 (the CPU build) or pip install -e '.[torch]'"), done.stderr
+    assert last == (
+        "ImportError: jaxresnet.pytorch needs PyTorch, which is not installed: pip install "
+        "torch==2.13.0 (the CPU build) or pip install -e '.[torch]'"
+    ), done.stderr
 
 
 def test_the_core_trains_a_step_with_the_native_backend_turned_off():
@@ -151,8 +160,7 @@ def test_the_core_trains_a_step_with_the_native_backend_turned_off():
     assert words[:2] == ["step", "1"], done.stdout
     assert words[6:] == ["native", "False", "conv", "xla"], done.stdout  # nothing native loaded or chosen
     assert 1.0 < float(words[3]) < 4.0
-    done = _run("from jaxresnet import native\nprint(native.available(), '|', native.reason())\n",
-                JAXRESNET_NATIVE="0")
+    done = _run("from jaxresnet import native\nprint(native.available(), '|', native.reason())\n", JAXRESNET_NATIVE="0")
     assert done.stdout.strip() == "False | turned off by JAXRESNET_NATIVE=0", done.stderr
 
 
@@ -161,6 +169,24 @@ def test_the_native_door_names_are_not_shadowed_by_its_submodules():
 
     submodules = {p.stem for p in (PACKAGE / "native").glob("*.py")}
     assert not set(native.__all__) & submodules
-    import jaxresnet.native.fused_norm, jaxresnet.native.onednn_conv  # noqa: E401,F401  (sets the attributes)
+    import jaxresnet.native.fused_norm  # noqa: E401,F401  (sets the attributes)
 
     assert callable(native.conv) and callable(native.batch_norm) and callable(native.conv_supports)
+
+
+def test_no_function_is_longer_than_60_lines_or_takes_more_than_8_parameters():
+    """What a reader can hold at once: long functions and long parameter lists forwarded by hand
+    were where the trainer grew hard to follow."""
+    too_big = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            a = node.args
+            params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, (a.vararg, a.kwarg))]
+            count = len(params) - (1 if params and params[0].arg in ("self", "cls") else 0)
+            lines = node.end_lineno - node.lineno + 1
+            if lines > 60 or count > 8:
+                too_big.append(f"{name}.{node.name}: {lines} lines, {count} parameters")
+    assert not too_big, too_big
+    assert len(_modules()) >= 30  # the walk saw the whole package

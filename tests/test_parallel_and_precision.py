@@ -1,4 +1,5 @@
 """Data parallelism over several devices, and bfloat16 mixed precision."""
+
 import os
 import subprocess
 import sys
@@ -7,13 +8,12 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+from conftest import ROOT
 
 from jaxresnet.data import balanced_subset
 from jaxresnet.models import ResNet18
-from jaxresnet.training.loop import DeviceData, train_epoch
+from jaxresnet.training.loop import DeviceData, StepSpec, train_epoch
 from jaxresnet.training.state import create_train_state
-
-from conftest import ROOT
 
 # In float64, one device and two differ only by the order of a few sums (about 1e-16 relative, grown
 # by two training steps to 1e-13 at most), so the bound of 1e-9 holds on any CPU, while a sharding
@@ -25,7 +25,7 @@ TWO_DEVICES = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     from jaxresnet.data import Split
     from jaxresnet.models import ResNet18
-    from jaxresnet.training.loop import DeviceData, predict, train_epoch
+    from jaxresnet.training.loop import DeviceData, StepSpec, predict, train_epoch
     from jaxresnet.training.parallel import data_mesh, replicate
     from jaxresnet.training.state import create_train_state
 
@@ -38,9 +38,9 @@ TWO_DEVICES = textwrap.dedent("""
         data = DeviceData.put(split, mesh)
         state = replicate(create_train_state(model, jax.random.key(0), 32, 0.01, 0.9), mesh)
         # One epoch of 2 steps: momentum and the running statistics take part.
-        state, result = train_epoch(state, data, jax.random.key(1), 1, batch_size=32, image_size=32,
-                                    dtype=jnp.float64, mesh=mesh)
-        return state, result, predict(state, data, 32, batch_size=32, dtype=jnp.float64, mesh=mesh)
+        spec = StepSpec(32, 32, jnp.float64, mesh)
+        state, result = train_epoch(state, data, jax.random.key(1), 1, spec)
+        return state, result, predict(state, data, spec.for_eval(32))
 
     def max_rel(a, b):
         return max(float(np.max(np.abs(x - y)) / (np.max(np.abs(y)) + 1e-300))
@@ -71,8 +71,9 @@ TWO_DEVICES = textwrap.dedent("""
 
 def test_data_parallel_over_two_devices_matches_one():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", TWO_DEVICES], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICES], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "REL" in proc.stdout
 
@@ -83,8 +84,7 @@ def test_bfloat16_mixed_precision_trains(cifar):
     state = create_train_state(ResNet18(num_classes=10, dtype=jnp.bfloat16), jax.random.key(0), 32, 0.01, 0.9)
     losses, accs = [], []
     for epoch in range(1, 16):
-        state, result = train_epoch(state, small, jax.random.key(1), epoch, batch_size=40, image_size=32,
-                                    dtype=jnp.bfloat16)
+        state, result = train_epoch(state, small, jax.random.key(1), epoch, StepSpec(40, 32, jnp.bfloat16))
         losses.append(result.train_loss)
         accs.append(result.train_accuracy)
         if result.train_accuracy >= 95:

@@ -1,4 +1,5 @@
 """The JAX model is the reference PyTorch network: same names, same weights, same numbers."""
+
 import copy
 
 import jax
@@ -8,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jaxresnet.pytorch.convert import flax_to_torch, torch_to_flax
 from jaxresnet.data import balanced_subset
 from jaxresnet.models import ResNet34
+from jaxresnet.pytorch.convert import flax_to_torch, torch_to_flax
 from jaxresnet.pytorch.reference import TorchResNet34, torch_preprocess
-from jaxresnet.training.loop import train_step, zero_metrics
+from jaxresnet.training.loop import StepSpec, train_steps, zero_metrics
 from jaxresnet.training.state import create_train_state
 
 torch.manual_seed(0)
@@ -54,9 +55,18 @@ def test_module_names_match_the_reference_printout():
     model = TorchResNet34()
     sd = model.state_dict()
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 21_351_690
-    for key in ["conv1.0.weight", "conv1.0.bias", "conv1.1.running_var", "layer1.0.basicblock.0.weight",
-                "layer1.2.basicblock.4.num_batches_tracked", "layer2.0.downsample.0.weight",
-                "layer2.0.downsample.1.running_mean", "layer4.2.basicblock.3.weight", "fc1.weight", "fc2.bias"]:
+    for key in [
+        "conv1.0.weight",
+        "conv1.0.bias",
+        "conv1.1.running_var",
+        "layer1.0.basicblock.0.weight",
+        "layer1.2.basicblock.4.num_batches_tracked",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.running_mean",
+        "layer4.2.basicblock.3.weight",
+        "fc1.weight",
+        "fc2.bias",
+    ]:
         assert key in sd, key
     assert not any(k.startswith("layer1.0.downsample") or k.startswith("layer2.1.downsample") for k in sd)
     text = str(model)
@@ -123,8 +133,10 @@ def _torch_sgd_step(tmodel, images, size, lr, momentum, buffers, dtype):
 
 
 def _whole_network_error(tree, ref):
-    diff = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b)) ** 2))
-               for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(ref)))
+    diff = sum(
+        float(np.sum((np.asarray(a, np.float64) - np.asarray(b)) ** 2))
+        for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(ref))
+    )
     return np.sqrt(diff / sum(float(np.sum(np.asarray(b) ** 2)) for b in jax.tree.leaves(ref)))
 
 
@@ -154,12 +166,21 @@ def test_one_sgd_momentum_step_agrees(images, size):
     opt_state = (opt_state[0]._replace(trace=trace),) + tuple(opt_state[1:])
     state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"], opt_state=opt_state)
     perm = jnp.arange(len(images), dtype=jnp.int32)
-    state, _ = train_step(state, zero_metrics(), jnp.asarray(images.images), jnp.asarray(images.labels), perm,
-                          0, 0, batch_size=len(images), image_size=size)
+    state, _ = train_steps(
+        state,
+        zero_metrics(),
+        jnp.asarray(images.images),
+        jnp.asarray(images.labels),
+        perm,
+        0,
+        None,
+        StepSpec(len(images), size),
+    )
     ours = (state.params, state.batch_stats, state.opt_state[0].trace)
     # Parameters and running statistics to 1e-5; the buffers hold raw gradients: 5e-5.
-    for name, mine, ref, ref32, tol in zip(("params", "batch_stats", "momentum"), ours, exact, torch32,
-                                           (1e-5, 1e-5, 5e-5)):
+    for name, mine, ref, ref32, tol in zip(
+        ("params", "batch_stats", "momentum"), ours, exact, torch32, (1e-5, 1e-5, 5e-5)
+    ):
         err = jax.tree_util.tree_leaves_with_path(jax.tree.map(relative_error, mine, ref))
         err32 = jax.tree.leaves(jax.tree.map(relative_error, ref32, ref))
         for (path, e), e32 in zip(err, err32):
@@ -178,8 +199,9 @@ def test_one_sgd_momentum_step_agrees(images, size):
 def test_torch_init_has_torch_default_moments():
     """--init torch draws every weight from torch's default distribution (per-layer moments agree)."""
     tsd = TorchResNet34().state_dict()
-    variables = jax.jit(lambda k: ResNet34(num_classes=10, weight_init="torch").init(
-        k, jnp.zeros((1, 32, 32, 3)), train=False))(jax.random.key(0))
+    variables = jax.jit(
+        lambda k: ResNet34(num_classes=10, weight_init="torch").init(k, jnp.zeros((1, 32, 32, 3)), train=False)
+    )(jax.random.key(0))
     ours = flax_to_torch(variables)
     checked = 0
     for k, v in tsd.items():

@@ -1,5 +1,6 @@
 """The recipe beyond the reference: on-device augmentation, torch's optimizer and schedules in optax,
 label smoothing, flip test-time augmentation, --eval-every, and resuming such a run."""
+
 import dataclasses
 import io
 
@@ -12,13 +13,22 @@ import torch
 
 from jaxresnet.config import ConfigError, TrainConfig
 from jaxresnet.data import Split, preprocess
-from jaxresnet.data.augment import (Augment, augment_resized, augment_source, cutout_mask, epoch_key,
-                                    random_crop, random_flip, step_key)
+from jaxresnet.data.augment import (
+    Augment,
+    augment_resized,
+    augment_source,
+    cutout_mask,
+    epoch_key,
+    random_crop,
+    random_flip,
+    step_key,
+)
 from jaxresnet.models import ResNet18
-from jaxresnet.pytorch.recipe import TorchAugment, make_torch_optimizer
-from jaxresnet.training.loop import DeviceData, predict, train_epoch
-from jaxresnet.training.optimizer import make_optimizer
-from jaxresnet.training.run import Recipe, load_checkpoint, train_run
+from jaxresnet.pytorch.ingredients import TorchAugment, make_torch_optimizer
+from jaxresnet.training.checkpoint import load_checkpoint
+from jaxresnet.training.loop import DeviceData, StepSpec, predict, train_epoch
+from jaxresnet.training.optimizer import learning_rate_at, make_optimizer
+from jaxresnet.training.run import train_run
 from jaxresnet.training.state import create_train_state, cross_entropy
 
 
@@ -36,11 +46,10 @@ def test_crop_is_a_pure_shift_with_reflected_borders():
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
     h, w = x.shape[1:3]
     for i, (oy, ox) in enumerate(offsets):
-        np.testing.assert_array_equal(out[i], padded[i, oy:oy + h, ox:ox + w])
+        np.testing.assert_array_equal(out[i], padded[i, oy : oy + h, ox : ox + w])
         dy, dx = oy - pad, ox - pad  # the shift: out[y, x] = source[y + dy, x + dx] wherever that is inside
         ys, xs = slice(max(0, -dy), min(h, h - dy)), slice(max(0, -dx), min(w, w - dx))
-        np.testing.assert_array_equal(out[i, ys, xs],
-                                      x[i, ys.start + dy:ys.stop + dy, xs.start + dx:xs.stop + dx])
+        np.testing.assert_array_equal(out[i, ys, xs], x[i, ys.start + dy : ys.stop + dy, xs.start + dx : xs.stop + dx])
 
 
 def test_flip_is_exact_and_about_half_the_images():
@@ -87,7 +96,7 @@ def test_torch_augmentations_are_of_the_same_kinds():
     out = aug.source(x).numpy()
     padded = np.pad(x.numpy(), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
     for o, p in zip(out, padded):  # each is a reflect-padded shift, possibly mirrored
-        windows = [p[a:a + 10, b:b + 10] for a in range(5) for b in range(5)]
+        windows = [p[a : a + 10, b : b + 10] for a in range(5) for b in range(5)]
         assert any(np.array_equal(o, wnd) or np.array_equal(o, wnd[:, ::-1]) for wnd in windows)
     y = aug.resized(torch.ones(32, 3, 20, 20), source_size=10)
     assert {int((y[i, 0] == 0).sum()) for i in range(32)} <= set(range(1, 65)) and (y == 0).any()
@@ -95,21 +104,23 @@ def test_torch_augmentations_are_of_the_same_kinds():
 
 
 # -- optimizer, schedules, loss ----------------------------------------------------------------------
-@pytest.mark.parametrize("schedule, warmup_epochs", [("constant", 0), ("constant", 2), ("cosine", 0),
-                                                     ("cosine", 1.5), ("onecycle", 0), ("onecycle", 3)])
+@pytest.mark.parametrize(
+    "schedule, warmup_epochs",
+    [("constant", 0), ("constant", 2), ("cosine", 0), ("cosine", 1.5), ("onecycle", 0), ("onecycle", 3)],
+)
 def test_schedules_match_torch_at_every_step(schedule, warmup_epochs):
     config = TrainConfig(lr=0.1, epochs=10, batch_size=10, schedule=schedule, warmup_epochs=warmup_epochs)
     n = 73  # 8 steps an epoch, the last of 3 images
-    recipe = Recipe.of(config, n)
-    opt, scheduler = make_torch_optimizer([torch.nn.Parameter(torch.zeros(1))], config, recipe.steps_per_epoch)
-    total = config.epochs * recipe.steps_per_epoch
+    steps_per_epoch = -(-n // config.batch_size)
+    opt, scheduler = make_torch_optimizer([torch.nn.Parameter(torch.zeros(1))], config, steps_per_epoch)
+    total = config.epochs * steps_per_epoch
     theirs = []
     for _ in range(total):
         theirs.append(opt.param_groups[0]["lr"])
         opt.step()
         if scheduler is not None:
             scheduler.step()
-    ours = [recipe.lr_at(k) for k in range(total)]
+    ours = [learning_rate_at(config, steps_per_epoch, k) for k in range(total)]
     # optax evaluates in float32 (1e-6 of lr at most); a step off by one moves a value by 1e-4 of lr or more
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6 * config.lr)
     assert max(ours) == pytest.approx(0.1, rel=1e-6)
@@ -171,16 +182,19 @@ def test_flip_tta_averages_the_mirrored_logits_and_test_images_are_not_augmented
     model = ResNet18(num_classes=10)
     state = create_train_state(model, jax.random.key(0), 16, 0.01, 0.9)
     data = DeviceData.put(_tiny_data())
-    state, _ = train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16,
-                           augment=Augment(crop=2, flip=True, cutout=4))
+    state, _ = train_epoch(
+        state, data, jax.random.key(1), 1, StepSpec(10, 16, augment=Augment(crop=2, flip=True, cutout=4))
+    )
     x = preprocess(data.images, 16)  # the test path: preprocessing only
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     plain = model.apply(variables, x, train=False)
     mirrored = model.apply(variables, x[:, :, ::-1], train=False)
     # Compared where the two best classes are apart by more than rounding (the jitted and the eager
     # forward pass round differently; a barely trained network has near-ties)
-    for got, logits in [(predict(state, data, 16, batch_size=30), plain),
-                        (predict(state, data, 16, batch_size=30, tta=True), (plain + mirrored) / 2)]:
+    for got, logits in [
+        (predict(state, data, StepSpec(30, 16)), plain),
+        (predict(state, data, StepSpec(30, 16, tta=True)), (plain + mirrored) / 2),
+    ]:
         top2 = np.sort(np.asarray(logits), -1)[:, -2:]
         clear = top2[:, 1] - top2[:, 0] > 1e-4 * np.abs(np.asarray(logits)).max()
         assert clear.sum() >= 20, clear.sum()
@@ -188,9 +202,23 @@ def test_flip_tta_averages_the_mirrored_logits_and_test_images_are_not_augmented
     assert (np.argmax(plain, -1) != np.argmax((plain + mirrored) / 2, -1)).any()  # TTA changes something
 
 
-RECIPE = dict(arch="resnet18", resize=16, batch_size=10, train_per_class=2, test_per_class=1, augment="crop,flip,cutout",
-              weight_decay=5e-4, nesterov=True, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
-              tta="flip", eval_every=2, download=False, checkpoint_minutes=0)
+RECIPE = dict(
+    arch="resnet18",
+    resize=16,
+    batch_size=10,
+    train_per_class=2,
+    test_per_class=1,
+    augment="crop,flip,cutout",
+    weight_decay=5e-4,
+    nesterov=True,
+    schedule="cosine",
+    warmup_epochs=1,
+    label_smoothing=0.1,
+    tta="flip",
+    eval_every=2,
+    download=False,
+    checkpoint_minutes=0,
+)
 
 
 def test_a_recipe_run_resumes_bit_for_bit_and_refuses_a_changed_recipe(data_dir, tmp_path):
@@ -206,22 +234,29 @@ def test_a_recipe_run_resumes_bit_for_bit_and_refuses_a_changed_recipe(data_dir,
     resumed = train_run(config, parts_dir, out=out, err=io.StringIO(), progress=False)
     assert out.getvalue().startswith("Epoch 3/3\n") and "Test Accuracy" in out.getvalue()
     a, b = load_checkpoint(str(tmp_path / "whole")), load_checkpoint(parts_dir)
-    for x, y in zip(jax.tree.leaves((a.state.params, a.state.opt_state)), jax.tree.leaves((b.state.params, b.state.opt_state))):
+    for x, y in zip(
+        jax.tree.leaves((a.state.params, a.state.opt_state)), jax.tree.leaves((b.state.params, b.state.opt_state))
+    ):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     h = whole.history
     assert [e["test_accuracy"] is None for e in h] == [True, False, False]  # every 2nd epoch and the last
     assert [e["learning_rate"] for e in h] == [e["learning_rate"] for e in resumed.history]
     # 2 steps an epoch: warm-up from lr/100 over steps 0-1, then cosine over steps 2-5 (each epoch's last step)
-    assert [e["learning_rate"] for e in h] == pytest.approx([0.00505, 0.01 * (1 + np.cos(np.pi / 4)) / 2,
-                                                             0.01 * (1 + np.cos(3 * np.pi / 4)) / 2], rel=1e-5)
+    assert [e["learning_rate"] for e in h] == pytest.approx(
+        [0.00505, 0.01 * (1 + np.cos(np.pi / 4)) / 2, 0.01 * (1 + np.cos(3 * np.pi / 4)) / 2], rel=1e-5
+    )
     # TensorBoard events: every scalar of metrics.json, at step = epoch (the resumed run adds epoch 3 again)
     scalars = _events(tmp_path / "whole" / "tensorboard")
     assert scalars["accuracy/train"] == [(e["epoch"], pytest.approx(e["train_accuracy"])) for e in h]
     assert scalars["accuracy/test"] == [(e["epoch"], pytest.approx(e["test_accuracy"])) for e in h[1:]]
     assert [s for s, _ in scalars["learning_rate"]] == [1, 2, 3] and "speed/train_images_per_s" in scalars
     assert [s for s, _ in _events(tmp_path / "parts" / "tensorboard")["loss/train"]] == [1, 2, 3, 3]
-    for flag, change in [("--label-smoothing", dict(label_smoothing=0.2)), ("--augment", dict(augment="flip")),
-                         ("--schedule", dict(schedule="onecycle")), ("--epochs", dict(epochs=5))]:
+    for flag, change in [
+        ("--label-smoothing", dict(label_smoothing=0.2)),
+        ("--augment", dict(augment="flip")),
+        ("--schedule", dict(schedule="onecycle")),
+        ("--epochs", dict(epochs=5)),
+    ]:
         with pytest.raises(ConfigError, match=flag):
             train_run(dataclasses.replace(config, **change), parts_dir, out=io.StringIO(), err=io.StringIO())
 
@@ -238,8 +273,8 @@ def _events(folder):
         data = open(os.path.join(folder, name), "rb").read()
         i = 0
         while i < len(data):
-            (length,) = struct.unpack("<Q", data[i:i + 8])
-            event = event_pb2.Event.FromString(data[i + 12:i + 12 + length])
+            (length,) = struct.unpack("<Q", data[i : i + 8])
+            event = event_pb2.Event.FromString(data[i + 12 : i + 12 + length])
             i += 12 + length + 4
             for v in event.summary.value:
                 scalars.setdefault(v.tag, []).append((event.step, v.simple_value))
@@ -248,13 +283,12 @@ def _events(folder):
 
 def test_recipe_presets_resolve_and_an_explicit_flag_wins():
     from jaxresnet.cli.args import experiment_config
-    from jaxresnet.cli.train import PROCESS_FLAGS, build_parser
+    from jaxresnet.cli.train import build_parser
     from jaxresnet.cli.train_torch import build_parser as torch_parser
     from jaxresnet.recipes import RECIPES
 
     def resolve(parser, argv):
-        return experiment_config(parser, parser.parse_args(argv), argv,
-                                 ("workdir", "resume", "progress") + PROCESS_FLAGS)
+        return experiment_config(parser, parser.parse_args(argv), argv)
 
     assert resolve(build_parser(), []) == TrainConfig()  # the reference: today's defaults, exactly
     improved = resolve(build_parser(), ["--recipe", "improved"])
@@ -265,5 +299,6 @@ def test_recipe_presets_resolve_and_an_explicit_flag_wins():
     assert resolve(build_parser(), ["--recipe", "improved", "--no-nesterov"]).nesterov is False
     assert resolve(build_parser(), ["--recipe", "reference", "--nesterov"]).nesterov is True
     # the torch baseline resolves the same flags the same way
-    assert resolve(torch_parser(), ["--recipe", "improved", "--epochs", "12"]) == \
-        dataclasses.replace(improved, epochs=12)
+    assert resolve(torch_parser(), ["--recipe", "improved", "--epochs", "12"]) == dataclasses.replace(
+        improved, epochs=12
+    )

@@ -4,7 +4,7 @@ import pytest
 
 from jaxresnet.data import Split, balanced_subset
 from jaxresnet.models import ResNet18, ResNet34
-from jaxresnet.training.loop import DeviceData, NonFiniteLoss, epoch_permutation, predict, train_epoch
+from jaxresnet.training.loop import DeviceData, NonFiniteLoss, StepSpec, epoch_permutation, predict, train_epoch
 from jaxresnet.training.state import create_train_state
 
 
@@ -15,7 +15,7 @@ def test_overfits_a_few_dozen_real_images(cifar):
     key = jax.random.key(1)
     history = []
     for epoch in range(1, 31):  # 30 full-batch steps at most
-        state, result = train_epoch(state, small, key, epoch, batch_size=40, image_size=32)
+        state, result = train_epoch(state, small, key, epoch, StepSpec(40, 32))
         history.append(result.train_accuracy)
         if result.train_accuracy >= 95.0:
             break
@@ -33,22 +33,24 @@ def test_every_example_once_per_epoch_with_a_fresh_order():
 
 def test_remainder_batch_is_trained_and_every_test_image_scored():
     rng = np.random.default_rng(0)
-    data = DeviceData.put(Split(rng.integers(0, 256, (23, 32, 32, 3), dtype=np.uint8),
-                                rng.integers(0, 10, 23).astype(np.int32)))
+    data = DeviceData.put(
+        Split(rng.integers(0, 256, (23, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 23).astype(np.int32))
+    )
     state = create_train_state(ResNet18(num_classes=10), jax.random.key(0), 16, 0.01, 0.9)
-    state, result = train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16)
+    state, result = train_epoch(state, data, jax.random.key(1), 1, StepSpec(10, 16))
     assert result.steps == 3 and int(state.step) == 3  # 10 + 10 + 3
-    preds = predict(state, data, 16, batch_size=10)  # 10 + 10 + 3 (padded, then dropped)
+    preds = predict(state, data, StepSpec(10, 16))  # 10 + 10 + 3 (padded, then dropped)
     assert preds.shape == (23,) and set(preds.tolist()) <= set(range(10))
 
 
 def test_non_finite_loss_stops_with_epoch_and_step():
     rng = np.random.default_rng(0)
-    data = DeviceData.put(Split(rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
-                                rng.integers(0, 10, 40).astype(np.int32)))
+    data = DeviceData.put(
+        Split(rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 40).astype(np.int32))
+    )
     state = create_train_state(ResNet18(num_classes=10), jax.random.key(0), 16, lr=1e30, momentum=0.9)
     with pytest.raises(NonFiniteLoss, match=r"epoch 1, step [2-4] of 4"):
-        train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16)
+        train_epoch(state, data, jax.random.key(1), 1, StepSpec(10, 16))
 
 
 def test_progress_bar_shows_step_rate_and_eta():
@@ -57,45 +59,51 @@ def test_progress_bar_shows_step_rate_and_eta():
     from jaxresnet.training.progress import Progress
 
     rng = np.random.default_rng(0)
-    data = DeviceData.put(Split(rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8),
-                                rng.integers(0, 10, 30).astype(np.int32)))
+    data = DeviceData.put(
+        Split(rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 30).astype(np.int32))
+    )
     state = create_train_state(ResNet18(num_classes=10), jax.random.key(0), 16, 0.01, 0.9)
     stream = io.StringIO()
     bar = Progress(1, 1, 10, stream, enabled=True)
-    train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16, on_step=bar)
+    train_epoch(state, data, jax.random.key(1), 1, StepSpec(10, 16), on_call=bar)
     bar.close()
     text = stream.getvalue()
     assert "step 3/3" in text and "img/s" in text and "ETA" in text
     quiet = io.StringIO()
-    Progress(1, 1, 10, quiet)(1, 3, None)  # not a terminal: draws nothing, touches nothing
+    Progress(1, 1, 10, quiet)(None)  # not a terminal: draws nothing, touches nothing
     assert quiet.getvalue() == ""
 
 
 def test_torch_baseline_sees_the_same_batches():
     """train_torch.py visits the examples in the JAX run's order, epoch by epoch, for a seed."""
-    from jaxresnet.training.run import seed_keys
     from jaxresnet.pytorch.train import epoch_order
+    from jaxresnet.training.state import seed_keys
 
     for epoch in (1, 2):
-        np.testing.assert_array_equal(epoch_order(7, epoch, 50),
-                                      np.asarray(epoch_permutation(seed_keys(7)[1], epoch, 50)))
+        np.testing.assert_array_equal(
+            epoch_order(7, epoch, 50), np.asarray(epoch_permutation(seed_keys(7)[1], epoch, 50))
+        )
     assert not np.array_equal(epoch_order(7, 1, 50), epoch_order(8, 1, 50))
 
 
 def test_several_steps_per_call_train_exactly_as_one_per_call():
-    """`chunk` runs full steps as one lax.scan; the remainder and the smaller last batch one by one.
+    """`steps` > 1 runs full steps as one lax.scan; the remainder and the smaller last batch one by one.
     On CPU the scan's body compiles to the same arithmetic: the parameters come out bit for bit."""
     rng = np.random.default_rng(0)
-    data = DeviceData.put(Split(rng.integers(0, 256, (45, 32, 32, 3), dtype=np.uint8),
-                                rng.integers(0, 10, 45).astype(np.int32)))
+    data = DeviceData.put(
+        Split(rng.integers(0, 256, (45, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 45).astype(np.int32))
+    )
     model = ResNet18(num_classes=10)
     runs = {}
     for chunk in (1, 2, 4):
         seen, after = [], []
         state = create_train_state(model, jax.random.key(0), 16, 0.01, 0.9)
-        state, result = train_epoch(state, data, jax.random.key(1), 1, batch_size=10, image_size=16, chunk=chunk,
-                                    on_step=lambda s, n, m: seen.append((s, n)),
-                                    after_step=lambda pos, st, m, last, done: after.append((pos().step, last, done)))
+
+        def on_call(call, seen=seen, after=after):
+            seen.append((call.step, call.steps))
+            after.append((call.position().step, call.last, call.done))
+
+        state, result = train_epoch(state, data, jax.random.key(1), 1, StepSpec(10, 16, steps=chunk), on_call=on_call)
         runs[chunk] = (jax.device_get(state.params), result, seen, after, int(state.step))
     one = runs[1]
     assert one[2] == [(s, 5) for s in range(1, 6)]

@@ -1,4 +1,5 @@
 """Command-line plumbing shared by the scripts: flags, one-line errors with exit status 2."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ import os
 import sys
 import time
 
-from jaxresnet.config import TTAS, TrainConfig
+from jaxresnet.config import GROUPS, TrainConfig, field_types, flag, flag_of
 
 EXIT_BAD_INPUT = 2
 
@@ -24,80 +25,55 @@ def fail(prog: str, message: str, status: int = EXIT_BAD_INPUT):
     sys.exit(status)
 
 
-def add_experiment_flags(p: argparse.ArgumentParser) -> None:
-    """The flags both train.py and train_torch.py take (defaults: the reference experiment)."""
-    d = TrainConfig()
-    p.add_argument("--resize", type=int, default=d.resize, help="image side after bilinear resize (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
-    p.add_argument("--lr", type=float, default=d.lr, help="SGD learning rate (default %(default)s)")
-    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default %(default)s)")
-    p.add_argument("--dataset", default=d.dataset,
-                   help="any tensorflow-datasets image-classification dataset, e.g. cifar100, svhn_cropped "
-                        "(default %(default)s)")
-    p.add_argument("--store-size", type=int, default=d.store_size,
-                   help="--dataset folder:PATH: the side in pixels every image is resized to once, on the host, "
-                        "and kept at on the device (default %(default)s)")
-    p.add_argument("--train-per-class", type=per_class, default=d.train_per_class,
-                   help="training images per class, or all (default: 500 for CIFAR-10, 5,000 images; all for "
-                        "other datasets)")
-    p.add_argument("--test-per-class", type=per_class, default=d.test_per_class,
-                   help="test images per class, or all (default: all; CIFAR-10's whole 10,000-image test split)")
-    p.add_argument("--seed", type=int, default=d.seed, help="subset, init and shuffle seed (default %(default)s)")
-    p.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, help="default %(default)s")
-    p.add_argument("--data-dir", default=d.data_dir,
-                   help="tensorflow-datasets folder (default ~/tensorflow_datasets)")
-    p.add_argument("--no-download", dest="download", action="store_false",
-                   help="never touch the network; fail if CIFAR-10 is not in --data-dir")
-    p.add_argument("--data-cache", default=d.data_cache,
-                   help="folder of decoded images, read without TensorFlow on later runs (default "
-                        "$JAXRESNET_DATA_CACHE or ~/.cache/jaxresnet/data; 'off' for none)")
-    p.add_argument("--workdir", default=None,
-                   help="where outputs go (default: a new folder under runs/)")
-    add_recipe_flags(p)
+def add_config_flags(p: argparse.ArgumentParser, *, torch: bool = False) -> None:
+    """One flag per TrainConfig field, from its declaration (`jaxresnet.config.option`); `torch`:
+    only those the torch baseline shares."""
+    groups = {key: p.add_argument_group(title) if title else p for key, title in GROUPS.items()}
+    types = field_types()
+    for f in dataclasses.fields(TrainConfig):
+        spec = flag_of(f)
+        if torch and not spec.torch:
+            continue
+        kind = types[f.name][0]
+        shown = "" if f.default is None else f" (default: {f.default})"
+        if kind is bool and spec.spelling:  # --no-download: a switch that turns the field off
+            groups[spec.group].add_argument(spec.spelling, dest=f.name, action="store_false", help=spec.help)
+        elif kind is bool:
+            groups[spec.group].add_argument(
+                flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=spec.help
+            )
+        else:
+            groups[spec.group].add_argument(
+                flag(f.name),
+                type=_argument_type(spec.parse or kind),
+                default=f.default,
+                choices=spec.choices,
+                help=spec.help + shown,
+            )
+    p.add_argument("--workdir", default=None, help="where outputs go (default: a new folder under runs/)")
 
 
-def add_recipe_flags(p: argparse.ArgumentParser) -> None:
-    """Beyond the reference (whose values are the defaults), with torch's meaning in both frameworks."""
-    from jaxresnet.data.augment import AUGMENTS
-    from jaxresnet.training.optimizer import SCHEDULES
+def _argument_type(parse):
+    """argparse's type for `parse`: its ValueError's text becomes the one-line error (argparse would
+    otherwise say only "invalid per_class value")."""
+    if parse in (int, float, str):
+        return parse
 
-    from jaxresnet.recipes import RECIPES
+    def checked(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
-    d = TrainConfig()
-    g = p.add_argument_group("recipe (the defaults are the reference's; README: A better model)")
-    g.add_argument("--recipe", default=d.recipe, choices=sorted(RECIPES),
-                   help="a preset of the experiment flags; a flag given explicitly overrides its value "
-                        "(default %(default)s)")
-    g.add_argument("--augment", default=d.augment,
-                   help=f"training augmentation on the device: none, or a comma-separated list of {', '.join(AUGMENTS)} "
-                        "(default %(default)s)")
-    g.add_argument("--crop-padding", type=int, default=d.crop_padding,
-                   help="crop: the largest shift in source pixels, reflect-padded (default %(default)s)")
-    g.add_argument("--cutout-size", type=int, default=d.cutout_size,
-                   help="cutout: the zeroed square's side in source pixels (default %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                   help="torch SGD's: wd*param added to the gradient before momentum (default %(default)s)")
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d.nesterov,
-                   help="Nesterov momentum (torch's); --no-nesterov turns a recipe's off")
-    g.add_argument("--schedule", default=d.schedule, choices=SCHEDULES,
-                   help="learning rate per step: constant, cosine (to 0) or onecycle (peak --lr) (default %(default)s)")
-    g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
-                   help="linear warm-up from lr/100 (onecycle: its rising phase) (default %(default)s)")
-    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
-                   help="torch CrossEntropyLoss's label_smoothing (default %(default)s)")
-    g.add_argument("--tta", default=d.tta, choices=TTAS,
-                   help="test-time augmentation: flip averages the logits with the mirrored image's")
-    g.add_argument("--eval-every", type=int, default=d.eval_every,
-                   help="score the test split every N epochs and at the last (default %(default)s)")
+    checked.__name__ = parse.__name__
+    return checked
 
 
-def experiment_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str],
-                      exclude: tuple[str, ...]):
+def experiment_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> TrainConfig:
     """The TrainConfig of the flags: the defaults, then `--recipe`'s preset, then the flags given."""
     from jaxresnet.recipes import apply_recipe
 
-    fields = {k: v for k, v in vars(args).items() if k not in exclude}
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     given = given_flags(parser, argv)
     config = apply_recipe(TrainConfig(**fields), args.recipe, given)
     if config.dataset != TrainConfig.dataset and "train_per_class" not in given:
@@ -117,16 +93,6 @@ def given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
         return set(vars(bare.parse_known_args(argv)[0]))
     except SystemExit:
         return set()
-
-
-def per_class(text: str) -> int | None:
-    """An image count per class, or "all" (None)."""
-    if text == "all":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or all, got {text!r}") from None
 
 
 def default_workdir(tag: str) -> str:

@@ -1,4 +1,5 @@
 """scripts/benchmark.py: JAX vs PyTorch throughput (the work is `jaxresnet.tools.benchmark`)."""
+
 from __future__ import annotations
 
 import sys
@@ -10,8 +11,8 @@ from jaxresnet.cli.train import check_native
 def main(argv: list[str]) -> int:
     import json
 
-    from jaxresnet.models.layers import CONV_IMPLS, NORM_IMPLS
     from jaxresnet.models import ARCHS
+    from jaxresnet.models.layers import CONV_IMPLS, NORM_IMPLS
 
     p = ArgumentParser(prog="benchmark.py", description="JAX vs PyTorch training/eval throughput, side by side.")
     p.add_argument("--resize", type=int, default=128)
@@ -21,8 +22,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--conv-impl", default="auto", choices=CONV_IMPLS)
     p.add_argument("--norm-impl", default="auto", choices=NORM_IMPLS)
     p.add_argument("--steps", type=int, default=5, help="steps per timed repetition (default 5)")
-    p.add_argument("--warmup", type=int, default=2,
-                   help="untimed steps before each repetition's timed ones (default 2)")
+    p.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps before each repetition's timed ones (default 2)"
+    )
     p.add_argument("--reps", type=int, default=3, help="alternating repetitions (default 3; median reported)")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="JAX only")
     p.add_argument("--json", default=None, help="write the figures to this JSON file")
@@ -38,11 +40,22 @@ def main(argv: list[str]) -> int:
         p.error(error)
     if args.torch and args.arch == "resnet50":
         p.error("the torch reference has no resnet50; use --no-torch")
-    from jaxresnet.tools.benchmark import as_json, format_result, run
+    from jaxresnet.tools.benchmark import Setting, as_json, format_result, run
 
     check_native(p, args.conv_impl, args.norm_impl)
-    result = run(args.arch, args.resize, args.batch_size, args.dtype, args.conv_impl, args.steps, args.reps,
-                 torch_too=args.torch, norm_impl=args.norm_impl, warmup=args.warmup, log=lambda s: print(s, file=sys.stderr))
+    setting = Setting(
+        args.arch,
+        args.resize,
+        args.batch_size,
+        args.dtype,
+        args.conv_impl,
+        args.norm_impl,
+        args.steps,
+        args.reps,
+        args.warmup,
+        args.torch,
+    )
+    result = run(setting, log=lambda s: print(s, file=sys.stderr))
     print(format_result(result))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,53 +1,43 @@
 """scripts/train.py: the flags of a JAX training run, checked before any heavy work, and its exit status.
 
-A new training flag goes here (parser) and into `jaxresnet.config.TrainConfig` (value, validation,
-whether it may change on resume)."""
+A setting of the run is a field of `jaxresnet.config.TrainConfig`, whose declaration makes its flag;
+this module adds only the flags of the process (the workdir, resuming, several processes, the bar)."""
+
 from __future__ import annotations
 
 import sys
 
-from jaxresnet.cli.args import (ArgumentParser, add_experiment_flags, default_workdir, experiment_config,
-                                quiet_libraries)
+from jaxresnet.cli.args import ArgumentParser, add_config_flags, default_workdir, experiment_config, quiet_libraries
 
 
 def build_parser() -> ArgumentParser:
-    from jaxresnet.config import DTYPES, TrainConfig
-    from jaxresnet.models.layers import CONV_IMPLS, INITS, NORM_IMPLS
-    from jaxresnet.models import ARCHS
-
-    d = TrainConfig()
     p = ArgumentParser(prog="train.py", description="Train a ResNet on a CIFAR-10 subset with JAX/Flax.")
-    add_experiment_flags(p)
-    p.add_argument("--arch", default=d.arch, choices=sorted(ARCHS), help="default %(default)s")
-    p.add_argument("--dtype", default=d.dtype, choices=DTYPES,
-                   help="compute dtype; parameters and BatchNorm statistics stay float32")
-    p.add_argument("--init", default=d.init, choices=INITS,
-                   help="weight initialisation: torch's defaults or flax's (default %(default)s)")
-    p.add_argument("--conv-impl", default=d.conv_impl, choices=CONV_IMPLS,
-                   help="how convolutions are computed (default %(default)s: fastest per backend and shape)")
-    p.add_argument("--norm-impl", default=d.norm_impl, choices=NORM_IMPLS,
-                   help="how training BatchNorm+ReLU(+residual) is computed: xla, or fused C++ on CPU "
-                        "(default %(default)s: fused where it builds)")
-    p.add_argument("--steps-per-call", type=int, default=d.steps_per_call,
-                   help="training steps per jitted call, run as one lax.scan (default 0: auto, a divisor of the "
-                        "epoch's steps up to 16; 1 on CPU above --resize 64)")
-    p.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint every N epochs (default 1)")
-    p.add_argument("--keep", type=int, default=d.keep, help="latest checkpoints kept, plus the best (default 3)")
-    p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes,
-                   help="also save a step checkpoint inside an epoch this often, at a step boundary "
-                        "(default %(default)s; 0: never); SIGTERM/SIGINT always save one")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --workdir from its latest complete checkpoint")
+    add_config_flags(p)
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --workdir from its latest complete checkpoint"
+    )
     g = p.add_argument_group("several processes (data parallel over all their devices; README: Many processes)")
-    g.add_argument("--distributed", action="store_true",
-                   help="join a multi-process run (jax.distributed.initialize); run the same command in every "
-                        "process; settings not given below come from the cluster (SLURM, ...)")
-    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                   help="process 0's address, the same in every process (implies --distributed)")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run (jax.distributed.initialize); run the same command in every "
+        "process; settings not given below come from the cluster (SLURM, ...)",
+    )
+    g.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="process 0's address, the same in every process (implies --distributed)",
+    )
     g.add_argument("--num-processes", type=int, default=None, help="how many processes (implies --distributed)")
     g.add_argument("--process-id", type=int, default=None, help="this process's number, 0..N-1 (implies --distributed)")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="force the progress bar on (default: only on a terminal)")
+    p.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="force the progress bar on (default: only on a terminal)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p
 
@@ -58,16 +48,16 @@ def main(argv: list[str]) -> int:
     if args.resume and not args.workdir:
         parser.error("--resume needs --workdir: the run to continue")
 
-    from jaxresnet.training.checkpoint import CheckpointError
     from jaxresnet.config import ConfigError
     from jaxresnet.data import DataError
+    from jaxresnet.training.checkpoint import CheckpointError
+    from jaxresnet.training.compile_cache import enable_compilation_cache
     from jaxresnet.training.lock import WorkdirBusy
+    from jaxresnet.training.loop import NonFiniteLoss
     from jaxresnet.training.preemption import Preempted
     from jaxresnet.training.run import train_run
-    from jaxresnet.training.loop import NonFiniteLoss
-    from jaxresnet.training.compile_cache import enable_compilation_cache
 
-    config = experiment_config(parser, args, argv, ("workdir", "resume", "progress") + PROCESS_FLAGS)
+    config = experiment_config(parser, args, argv)
     try:
         config.validate()
     except ConfigError as e:
@@ -79,15 +69,7 @@ def main(argv: list[str]) -> int:
     enable_compilation_cache()
     import jax
 
-    if config.dtype == "float64":  # the numerical reference: JAX's 64-bit mode, before any array exists
-        jax.config.update("jax_enable_x64", True)
-    if args.distributed:  # before anything asks JAX for its devices (the checks below do)
-        from jaxresnet.training.parallel import initialize_processes
-
-        try:
-            initialize_processes(args.coordinator, args.num_processes, args.process_id)
-        except (RuntimeError, ValueError) as e:  # no cluster found, coordinator unreachable, ...
-            parser.error(f"--distributed: cannot join the processes: {str(e).strip().splitlines()[0][:300]}")
+    start_jax(parser, args, config)
     check_native(parser, config.conv_impl, config.norm_impl)
     from jaxresnet.training import memory
 
@@ -98,12 +80,16 @@ def main(argv: list[str]) -> int:
     except (ConfigError, DataError, CheckpointError, WorkdirBusy) as e:
         parser.error(str(e))
     except NonFiniteLoss as e:
-        print(f"train.py: error: training diverged: {e}; try a lower --lr. "
-              f"Checkpoints up to the last good epoch are in {workdir}", file=sys.stderr)
+        print(
+            f"train.py: error: training diverged: {e}; try a lower --lr. "
+            f"Checkpoints up to the last good epoch are in {workdir}",
+            file=sys.stderr,
+        )
         return 1
     except Preempted as e:
-        print(f"train.py: {e}; run the same command again to continue (or --resume --workdir {workdir})",
-              file=sys.stderr)
+        print(
+            f"train.py: {e}; run the same command again to continue (or --resume --workdir {workdir})", file=sys.stderr
+        )
         return e.exit_status
     except KeyboardInterrupt:
         print(f"\ntrain.py: interrupted; continue with --resume --workdir {workdir}", file=sys.stderr)
@@ -113,7 +99,19 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-PROCESS_FLAGS = ("distributed", "coordinator", "num_processes", "process_id")
+def start_jax(parser, args, config) -> None:
+    """What only the process's start may set: 64-bit mode, and joining the other processes."""
+    import jax
+
+    if config.dtype == "float64":  # the numerical reference: JAX's 64-bit mode, before any array exists
+        jax.config.update("jax_enable_x64", True)
+    if args.distributed:  # before anything asks JAX for its devices (the checks after this do)
+        from jaxresnet.training.parallel import initialize_processes
+
+        try:
+            initialize_processes(args.coordinator, args.num_processes, args.process_id)
+        except (RuntimeError, ValueError) as e:  # no cluster found, coordinator unreachable, ...
+            parser.error(f"--distributed: cannot join the processes: {str(e).strip().splitlines()[0][:300]}")
 
 
 def process_flags_error(args) -> str | None:

@@ -1,20 +1,18 @@
 """scripts/train_torch.py: the PyTorch baseline with train.py's experiment flags."""
+
 from __future__ import annotations
 
 import sys
 
-from jaxresnet.cli.args import ArgumentParser, add_experiment_flags, default_workdir, experiment_config
+from jaxresnet.cli.args import ArgumentParser, add_config_flags, default_workdir, experiment_config
 
 
 def build_parser() -> ArgumentParser:
-    from jaxresnet.config import DTYPES, TrainConfig
-
-    d = TrainConfig()
-    p = ArgumentParser(prog="train_torch.py",
-                       description="The PyTorch baseline: same flags, subset, batch order and outputs as train.py.")
-    add_experiment_flags(p)
-    p.add_argument("--arch", default=d.arch, choices=["resnet18", "resnet34"], help="default %(default)s")
-    p.add_argument("--dtype", default=d.dtype, choices=DTYPES, help="float32 only")
+    p = ArgumentParser(
+        prog="train_torch.py",
+        description="The PyTorch baseline: same flags, subset, batch order and outputs as train.py.",
+    )
+    add_config_flags(p, torch=True)
     return p
 
 
@@ -28,7 +26,7 @@ def main(argv: list[str]) -> int:
         from jaxresnet.pytorch.train import check_torch_config, torch_train_run
     except ImportError as e:  # jaxresnet.pytorch says in one line what to install
         parser.error(f"the torch baseline cannot run: {e}")
-    config = experiment_config(parser, args, argv, ("workdir",))
+    config = experiment_config(parser, args, argv)
     try:
         check_torch_config(config)
     except ConfigError as e:

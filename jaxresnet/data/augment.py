@@ -14,6 +14,7 @@ after it, so its square has sharp edges at any --resize. The draws come from a k
 of (seed, epoch, step) alone (`step_key`), so a resumed run draws the same as an uninterrupted one.
 Test images are never augmented.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class Augment:
 
 
 def parse_augment(spec: str) -> tuple[str, ...]:
-    """"none" or a comma-separated list of AUGMENTS -> the names, in AUGMENTS order; ValueError if bad."""
+    """ "none" or a comma-separated list of AUGMENTS -> the names, in AUGMENTS order; ValueError if bad."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if names == ["none"]:
         return ()
@@ -50,10 +51,18 @@ def parse_augment(spec: str) -> tuple[str, ...]:
     return tuple(n for n in AUGMENTS if n in names)
 
 
+def augment_of(config) -> Augment:
+    """What a run's (`jaxresnet.config.TrainConfig`) training steps apply."""
+    return make_augment(config.augment, config.crop_padding, config.cutout_size)
+
+
 def make_augment(spec: str, crop_padding: int, cutout_size: int) -> Augment:
     names = parse_augment(spec)
-    return Augment(crop=crop_padding if "crop" in names else 0, flip="flip" in names,
-                   cutout=cutout_size if "cutout" in names else 0)
+    return Augment(
+        crop=crop_padding if "crop" in names else 0,
+        flip="flip" in names,
+        cutout=cutout_size if "cutout" in names else 0,
+    )
 
 
 def epoch_key(shuffle_key: jax.Array, epoch) -> jax.Array:

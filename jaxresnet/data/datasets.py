@@ -6,6 +6,7 @@ tfds version. CIFAR-10 keeps its published statistics (the reference's exactness
 dataset is normalised with its training subset's own, computed once by `subsets.load_dataset` and
 recorded in config.json and every checkpoint, so evaluation and prediction use the same.
 """
+
 from __future__ import annotations
 
 import functools
@@ -13,9 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxresnet.data.cifar10 import (CLASS_NAMES, MEAN, STD, _tensorflow_without_gpus, load_cifar10,
-                                    prepared_version, resolve_data_dir)
 from jaxresnet.data import folder
+from jaxresnet.data.cifar10 import (
+    CLASS_NAMES,
+    MEAN,
+    STD,
+    _tensorflow_without_gpus,
+    load_cifar10,
+    prepared_version,
+    resolve_data_dir,
+)
 from jaxresnet.data.split import DataError, Split
 
 DEFAULT_DATASET = "cifar10"
@@ -32,6 +40,7 @@ class DatasetInfo:
     version: str | None = None
     store_size: int | None = None  # images of varying sizes (folders...): the side they are resized to once
     image_size: int | None = None  # the side of the stored images (what predict.py resizes new images to)
+    train_size: int | None = None  # the run's training images (its schedule's steps per epoch follow)
 
     @property
     def num_classes(self) -> int:
@@ -42,16 +51,33 @@ class DatasetInfo:
         return tuple(self.mean), tuple(self.std)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "class_names": list(self.class_names), "mean": list(self.mean),
-                "std": list(self.std), "test_split": self.test_split, "version": self.version,
-                "store_size": self.store_size, "image_size": self.image_size}
+        return {
+            "name": self.name,
+            "class_names": list(self.class_names),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "test_split": self.test_split,
+            "version": self.version,
+            "store_size": self.store_size,
+            "image_size": self.image_size,
+            "train_size": self.train_size,
+        }
 
     @classmethod
-    def from_json(cls, d: dict | None) -> "DatasetInfo":
+    def from_json(cls, d: dict | None) -> DatasetInfo:
         if not d:  # a run saved before datasets were a choice: CIFAR-10
             return CIFAR10
-        return cls(d["name"], tuple(d["class_names"]), tuple(d["mean"]), tuple(d["std"]),
-                   d.get("test_split", "test"), d.get("version"), d.get("store_size"), d.get("image_size"))
+        return cls(
+            d["name"],
+            tuple(d["class_names"]),
+            tuple(d["mean"]),
+            tuple(d["std"]),
+            d.get("test_split", "test"),
+            d.get("version"),
+            d.get("store_size"),
+            d.get("image_size"),
+            d.get("train_size"),
+        )
 
 
 CIFAR10 = DatasetInfo(DEFAULT_DATASET, CLASS_NAMES)
@@ -66,8 +92,13 @@ def describe(name: str, data_dir: str | None, store_size: int | None = None) -> 
     if folder.is_folder(name):
         root = folder.folder_path(name)
         test, classes, _ = folder.survey(root)
-        return DatasetInfo(name, classes, test_split=test, version=folder.fingerprint(root),
-                           store_size=store_size or folder.DEFAULT_STORE_SIZE)
+        return DatasetInfo(
+            name,
+            classes,
+            test_split=test,
+            version=folder.fingerprint(root),
+            store_size=store_size or folder.DEFAULT_STORE_SIZE,
+        )
     tfds = _tfds(name, data_dir)
     try:
         builder = tfds.builder(name, data_dir=resolve_data_dir(data_dir))
@@ -80,15 +111,21 @@ def describe(name: str, data_dir: str | None, store_size: int | None = None) -> 
     features = info.features
     label = features[keys[1]] if keys and len(keys) == 2 and keys[1] in features else None
     image = features[keys[0]] if keys and len(keys) == 2 and keys[0] in features else None
-    if (label is None or type(label).__name__ != "ClassLabel" or image is None
-            or type(image).__name__ != "Image"):
-        raise DataError(f"--dataset {name} is not image classification (its supervised keys are {keys!r}, "
-                        f"not an image and a class label)")
+    if label is None or type(label).__name__ != "ClassLabel" or image is None or type(image).__name__ != "Image":
+        raise DataError(
+            f"--dataset {name} is not image classification (its supervised keys are {keys!r}, "
+            f"not an image and a class label)"
+        )
     splits = set(info.splits.keys()) if info.splits else set()
     test = next((s for s in TEST_SPLITS if s in splits), "test")
     varying = None in tuple(image.shape)[:2]  # stored at --store-size, like a folder's
-    return DatasetInfo(name, tuple(str(n) for n in label.names), test_split=test, version=str(info.version),
-                       store_size=(store_size or folder.DEFAULT_STORE_SIZE) if varying else None)
+    return DatasetInfo(
+        name,
+        tuple(str(n) for n in label.names),
+        test_split=test,
+        version=str(info.version),
+        store_size=(store_size or folder.DEFAULT_STORE_SIZE) if varying else None,
+    )
 
 
 def stored_images(name: str, data_dir: str | None) -> tuple[int, int] | None:

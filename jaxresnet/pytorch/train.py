@@ -5,6 +5,7 @@ same bilinear resize and normalisation, same SGD, same printed lines and metrics
 torch run with the same flags are directly comparable (`scripts/compare.py`). Initialisation is
 torch's own default (what `--init torch` reproduces in distribution, not draw for draw).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,11 +18,12 @@ import torch.nn.functional as F
 
 from jaxresnet.config import ConfigError, TrainConfig
 from jaxresnet.data import load_dataset
-from jaxresnet.pytorch.recipe import TorchAugment, make_torch_optimizer, steps_per_epoch
+from jaxresnet.pytorch.ingredients import TorchAugment, make_torch_optimizer, steps_per_epoch
 from jaxresnet.pytorch.reference import TORCH_ARCHS, torch_preprocess
 from jaxresnet.training.events import EventLog
 from jaxresnet.training.loop import accuracy_percent, epoch_permutation
-from jaxresnet.training.run import RunResult, epoch_record, print_epoch, seed_keys, write_config, write_outputs
+from jaxresnet.training.outputs import RunResult, epoch_record, print_epoch, write_config, write_outputs
+from jaxresnet.training.state import seed_keys
 
 
 def check_torch_config(config: TrainConfig) -> None:
@@ -44,59 +46,82 @@ def torch_train_run(config: TrainConfig, workdir: str, *, out=None, err=None) ->
     os.makedirs(workdir, exist_ok=True)
     write_config(workdir, config, framework="torch", dataset=dataset)
     torch.manual_seed(config.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # the data, like JAX's, lives on the device
-    model = TORCH_ARCHS[config.arch](num_classes=dataset.num_classes).to(device)
-    stats = dataset.stats
-    opt, scheduler = make_torch_optimizer(model.parameters(), config, steps_per_epoch(len(train), config.batch_size))
-    augment = TorchAugment(config)
-    source_size = train.images.shape[1]
-    images = torch.from_numpy(np.array(train.images)).to(device)
-    labels = torch.from_numpy(np.array(train.labels)).long().to(device)
-    test_images = torch.from_numpy(np.array(test.images)).to(device)
-    n, history = len(train), []
-    events = EventLog(workdir, err=err)
+    run = _TorchRun(config, train, test, dataset)
+    history, events = [], EventLog(workdir, err=err)
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        perm = torch.from_numpy(epoch_order(config.seed, epoch, n)).to(device)
-        model.train()
-        correct, loss_sum = 0, 0.0
-        for start in range(0, n, config.batch_size):
-            idx = perm[start:start + config.batch_size]
-            raw, y = images[idx], labels[idx]
-            if augment:
-                x = augment.resized(torch_preprocess(augment.source(raw), config.resize, stats), source_size)
-            else:
-                x = torch_preprocess(raw, config.resize, stats)
-            opt.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-            loss.backward()
-            lr = opt.param_groups[0]["lr"]  # the rate this step uses
-            opt.step()
-            if scheduler is not None:
-                scheduler.step()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {start // config.batch_size + 1}")
-            correct += int((logits.argmax(1) == y).sum())
-            loss_sum += float(loss.detach()) * len(idx)
+        train_acc, train_loss, lr = run.train_epoch(epoch)
         train_s = time.perf_counter() - t0
-        model.eval()
-        test_acc = None
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            preds = []
-            with torch.no_grad():
-                for start in range(0, len(test), config.eval_batch_size):
-                    x = torch_preprocess(test_images[start:start + config.eval_batch_size], config.resize, stats)
-                    logits = model(x)
-                    if config.tta == "flip":  # averaged with the mirrored image's
-                        logits = (logits + model(x.flip(3))) / 2
-                    preds.append(logits.argmax(1).cpu().numpy())
-            test_acc = accuracy_percent(int((np.concatenate(preds) == test.labels).sum()), len(test))
-        train_acc = accuracy_percent(correct, n)
+        test_acc = run.evaluate() if epoch % config.eval_every == 0 or epoch == config.epochs else None
         print_epoch(out, epoch, config.epochs, train_acc, test_acc)
-        history.append(epoch_record(epoch, train_acc, test_acc, loss_sum / n,
-                                    time.perf_counter() - t0, train_s, n, lr))
+        history.append(
+            epoch_record(epoch, train_acc, test_acc, train_loss, time.perf_counter() - t0, train_s, len(train), lr)
+        )
         write_outputs(workdir, history)
         events.epoch(history[-1])
     events.close()
-    return RunResult(workdir, history, model)
+    return RunResult(workdir, history, run.model)
+
+
+class _TorchRun:
+    """The baseline's model, optimizer and data on the device (the data lives there, as JAX's does)."""
+
+    def __init__(self, config: TrainConfig, train, test, dataset):
+        self.config, self.stats = config, dataset.stats
+        self.device = device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = TORCH_ARCHS[config.arch](num_classes=dataset.num_classes).to(device)
+        self.opt, self.scheduler = make_torch_optimizer(
+            self.model.parameters(), config, steps_per_epoch(len(train), config.batch_size)
+        )
+        self.augment = TorchAugment(config)
+        self.source_size = train.images.shape[1]
+        self.images = torch.from_numpy(np.array(train.images)).to(device)
+        self.labels = torch.from_numpy(np.array(train.labels)).long().to(device)
+        self.test_images, self.test_labels = torch.from_numpy(np.array(test.images)).to(device), test.labels
+
+    def train_epoch(self, epoch: int) -> tuple[float, float, float]:
+        """(train accuracy %, mean loss, the last step's learning rate) of one epoch in the JAX run's order."""
+        config, n = self.config, len(self.labels)
+        perm = torch.from_numpy(epoch_order(config.seed, epoch, n)).to(self.device)
+        self.model.train()
+        correct, loss_sum = 0, 0.0
+        for start in range(0, n, config.batch_size):
+            idx = perm[start : start + config.batch_size]
+            logits, loss, lr = self._step(self.images[idx], self.labels[idx])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {start // config.batch_size + 1}")
+            correct += int((logits.argmax(1) == self.labels[idx]).sum())
+            loss_sum += float(loss.detach()) * len(idx)
+        return accuracy_percent(correct, n), loss_sum / n, lr
+
+    def _step(self, raw, y):
+        config = self.config
+        if self.augment:
+            x = self.augment.resized(
+                torch_preprocess(self.augment.source(raw), config.resize, self.stats), self.source_size
+            )
+        else:
+            x = torch_preprocess(raw, config.resize, self.stats)
+        self.opt.zero_grad(set_to_none=True)
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        loss.backward()
+        lr = self.opt.param_groups[0]["lr"]  # the rate this step uses
+        self.opt.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return logits, loss, lr
+
+    def evaluate(self) -> float:
+        config, preds = self.config, []
+        self.model.eval()
+        with torch.no_grad():
+            for start in range(0, len(self.test_labels), config.eval_batch_size):
+                x = torch_preprocess(
+                    self.test_images[start : start + config.eval_batch_size], config.resize, self.stats
+                )
+                logits = self.model(x)
+                if config.tta == "flip":  # averaged with the mirrored image's
+                    logits = (logits + self.model(x.flip(3))) / 2
+                preds.append(logits.argmax(1).cpu().numpy())
+        return accuracy_percent(int((np.concatenate(preds) == self.test_labels).sum()), len(self.test_labels))

@@ -5,6 +5,7 @@ resolution and precision; repetitions alternate between the frameworks so machin
 Compilation is timed separately. Achieved GFLOP/s come from XLA's cost analysis of the compiled
 step, set against a float32 (or bf16) matmul measured on the same device.
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxresnet.config import TrainConfig
 from jaxresnet.data import Split
-from jaxresnet.models import ARCHS
 from jaxresnet.models.layers import native_fallback_report
-from jaxresnet.training.loop import DeviceData, predict_step, train_step, zero_metrics
-from jaxresnet.training.state import create_train_state
+from jaxresnet.training.loop import DeviceData, StepSpec, predict_step, train_steps, zero_metrics
+from jaxresnet.training.state import compute_dtype, new_state
 
 
 @dataclass
@@ -56,18 +57,44 @@ def matmul_peak(dtype, n: int = 2048, reps: int = 10) -> float:
     for _ in range(reps):
         out = f(a)
     out.block_until_ready()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def _jax_setup(arch, resize, batch, dtype, conv_impl, steps, norm_impl="auto"):
+@dataclass(frozen=True)
+class Setting:
+    """One measurement: the network, the step and how long to time it."""
+
+    arch: str = "resnet34"
+    resize: int = 128
+    batch_size: int = 32
+    dtype: str = "float32"
+    conv_impl: str = "auto"
+    norm_impl: str = "auto"
+    steps: int = 5  # timed steps per repetition
+    reps: int = 3  # alternating repetitions (median reported)
+    warmup: int = 2  # untimed steps before each repetition's timed ones
+    torch: bool = True  # PyTorch beside JAX
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig(
+            arch=self.arch,
+            resize=self.resize,
+            batch_size=self.batch_size,
+            dtype=self.dtype,
+            conv_impl=self.conv_impl,
+            norm_impl=self.norm_impl,
+        )
+
+
+def _jax_setup(setting: Setting):
+    """Random uint8 images for `steps` batches on the device, the config's fresh state, an identity order."""
     rng = np.random.default_rng(0)
-    n = batch * steps
-    data = DeviceData.put(Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-                                rng.integers(0, 10, n).astype(np.int32)))
-    model = ARCHS[arch](num_classes=10, dtype=dtype, conv_impl=conv_impl, norm_impl=norm_impl)
-    state = create_train_state(model, jax.random.key(0), resize, 0.01, 0.9)
-    perm = jnp.arange(n, dtype=jnp.int32)
-    return data, state, perm
+    n = setting.batch_size * setting.steps
+    data = DeviceData.put(
+        Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int32))
+    )
+    return data, new_state(setting.config), jnp.arange(n, dtype=jnp.int32)
 
 
 def _flops(compiled) -> float:
@@ -86,81 +113,103 @@ def train_step_gflop(arch, resize, batch, dtype, steps=1) -> float:
     return _step_gflop_on_cpu(arch, resize, 2, jnp.dtype(dtype).name) * batch / 2
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _step_gflop_on_cpu(arch, resize, batch, dtype) -> float:
     with jax.default_device(jax.devices("cpu")[0]):
-        data, state, perm = _jax_setup(arch, resize, batch, jnp.dtype(dtype), "xla", 1, norm_impl="xla")
-        lowered = train_step.lower(state, zero_metrics(), data.images, data.labels, perm, 0, 0,
-                                   batch_size=batch, image_size=resize, dtype=jnp.dtype(dtype))
+        setting = Setting(arch, resize, batch, dtype, conv_impl="xla", norm_impl="xla", steps=1)
+        data, state, perm = _jax_setup(setting)
+        lowered = train_steps.lower(state, zero_metrics(), data.images, data.labels, perm, 0, None, _spec(setting))
         return _flops(lowered.compile()) / 1e9
 
 
-def run(arch="resnet34", resize=128, batch_size=32, dtype="float32", conv_impl="auto", steps=5, reps=3,
-        torch_too=True, log=print, norm_impl="auto", warmup=2) -> Result:
+def _spec(setting: Setting) -> StepSpec:
+    return StepSpec(setting.batch_size, setting.resize, compute_dtype(setting.config))
+
+
+def run(setting: Setting, log=print) -> Result:
     """Median images/s over `reps` alternating repetitions of `steps` timed steps each. Each
     repetition first runs `warmup` untimed steps: the first steps after the other framework ran
     are slower (JAX: 21-22 against 23.5-24.5 images/s at --resize 128), which a training run,
     doing nothing else, does not see."""
-    jdtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
-    res = Result(device=str(jax.devices()[0].device_kind), resize=resize, batch_size=batch_size,
-                 dtype=dtype, conv_impl=conv_impl, norm_impl=norm_impl, warmup_steps=warmup)
-    data, state, perm = _jax_setup(arch, resize, batch_size, jdtype, conv_impl, steps, norm_impl)
-    kw = dict(batch_size=batch_size, image_size=resize, dtype=jdtype)
-
-    t = time.perf_counter()
-    # The timed steps run this executable: jitting train_step again would compile it a second time.
-    step = train_step.lower(state, zero_metrics(), data.images, data.labels, perm, 0, 0, **kw).compile()
-    res.jax_compile_s = time.perf_counter() - t
-    res.jax_train_gflop_per_step = train_step_gflop(arch, resize, batch_size, jdtype, steps)
-
-    metrics = zero_metrics()
-
-    def jax_train():
-        nonlocal state, metrics
-        for s in range(warmup):
-            state, metrics = step(state, metrics, data.images, data.labels, perm, s % steps * batch_size, s)
-        jax.block_until_ready(metrics)
-        t = time.perf_counter()
-        for s in range(steps):
-            state, metrics = step(state, metrics, data.images, data.labels, perm, s * batch_size, s)
-        jax.block_until_ready(metrics)
-        return steps * batch_size / (time.perf_counter() - t)
-
-    def jax_eval():
-        t = time.perf_counter()
-        outs = [predict_step(state, data.images, perm[s * batch_size:(s + 1) * batch_size],
-                             image_size=resize, dtype=jdtype) for s in range(steps)]
-        jax.block_until_ready(outs)
-        return steps * batch_size / (time.perf_counter() - t)
-
-    jax_train(), jax_eval()  # warm-up (eval compiles here)
+    res = Result(
+        device=str(jax.devices()[0].device_kind),
+        resize=setting.resize,
+        batch_size=setting.batch_size,
+        dtype=setting.dtype,
+        conv_impl=setting.conv_impl,
+        norm_impl=setting.norm_impl,
+        warmup_steps=setting.warmup,
+    )
+    fns = {}
+    fns["jax_train"], fns["jax_eval"], res.jax_compile_s = _jax_fns(setting)
+    res.jax_train_gflop_per_step = train_step_gflop(
+        setting.arch, setting.resize, setting.batch_size, _spec(setting).dtype, setting.steps
+    )
+    fns["jax_train"](), fns["jax_eval"]()  # warm-up (eval compiles here)
     if line := native_fallback_report():
         log(f"warning: {line}")
-    torch_train = torch_eval = None
-    if torch_too:
-        torch_train, torch_eval, res.torch_version = _torch_fns(arch, resize, batch_size, dtype, steps, warmup)
-        torch_train(), torch_eval()
+    if setting.torch:
+        fns["torch_train"], fns["torch_eval"], res.torch_version = _torch_fns(
+            setting.arch, setting.resize, setting.batch_size, setting.dtype, setting.steps, setting.warmup
+        )
+        fns["torch_train"](), fns["torch_eval"]()
+    samples = {k: [] for k in ("jax_train", "jax_eval", "torch_train", "torch_eval")}
+    for r in range(setting.reps):  # alternate, so drift in the machine's speed hits both frameworks
+        for name in ("jax_train", "torch_train", "jax_eval", "torch_eval"):
+            if name in fns:
+                samples[name].append(fns[name]())
+        log(f"  rep {r + 1}/{setting.reps}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in samples.items() if v))
+    _fill(res, samples, setting)
+    return res
 
-    samples = {"jax_train": [], "jax_eval": [], "torch_train": [], "torch_eval": []}
-    for r in range(reps):  # alternate, so drift in the machine's speed hits both frameworks
-        samples["jax_train"].append(jax_train())
-        if torch_train:
-            samples["torch_train"].append(torch_train())
-        samples["jax_eval"].append(jax_eval())
-        if torch_eval:
-            samples["torch_eval"].append(torch_eval())
-        log(f"  rep {r + 1}/{reps}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in samples.items() if v))
+
+def _jax_fns(setting: Setting):
+    """(train, eval, compile seconds): each call times `steps` steps and returns images/s."""
+    data, state, perm = _jax_setup(setting)
+    spec, batch = _spec(setting), setting.batch_size
+    t = time.perf_counter()
+    # The timed steps run this executable: jitting train_steps again would compile it a second time.
+    step = train_steps.lower(state, zero_metrics(), data.images, data.labels, perm, 0, None, spec).compile()
+    compile_s = time.perf_counter() - t
+    held = {"state": state, "metrics": zero_metrics()}
+
+    def train():
+        for s in range(setting.warmup):
+            held["state"], held["metrics"] = step(
+                held["state"], held["metrics"], data.images, data.labels, perm, s % setting.steps, None
+            )
+        jax.block_until_ready(held["metrics"])
+        t = time.perf_counter()
+        for s in range(setting.steps):
+            held["state"], held["metrics"] = step(
+                held["state"], held["metrics"], data.images, data.labels, perm, s, None
+            )
+        jax.block_until_ready(held["metrics"])
+        return setting.steps * batch / (time.perf_counter() - t)
+
+    def evaluate():
+        t = time.perf_counter()
+        outs = [
+            predict_step(held["state"], data.images, perm[s * batch : (s + 1) * batch], spec.for_eval(batch))
+            for s in range(setting.steps)
+        ]
+        jax.block_until_ready(outs)
+        return setting.steps * batch / (time.perf_counter() - t)
+
+    return train, evaluate, compile_s
+
+
+def _fill(res: Result, samples: dict, setting: Setting) -> None:
     med = {k: float(np.median(v)) if v else None for k, v in samples.items()}
     res.samples = samples
     res.jax_train_images_per_s, res.jax_eval_images_per_s = med["jax_train"], med["jax_eval"]
     res.torch_train_images_per_s, res.torch_eval_images_per_s = med["torch_train"], med["torch_eval"]
-    if torch_too:
+    if setting.torch:
         res.train_ratio = res.jax_train_images_per_s / res.torch_train_images_per_s
         res.eval_ratio = res.jax_eval_images_per_s / res.torch_eval_images_per_s
-    res.jax_train_gflops_per_s = res.jax_train_gflop_per_step * res.jax_train_images_per_s / batch_size
-    res.matmul_peak_gflops_per_s = matmul_peak(jdtype)
+    res.jax_train_gflops_per_s = res.jax_train_gflop_per_step * res.jax_train_images_per_s / setting.batch_size
+    res.matmul_peak_gflops_per_s = matmul_peak(_spec(setting).dtype)
     res.jax_fraction_of_matmul_peak = res.jax_train_gflops_per_s / res.matmul_peak_gflops_per_s
-    return res
 
 
 def _torch_fns(arch, resize, batch, dtype, steps, warmup=0):
@@ -182,9 +231,9 @@ def _torch_fns(arch, resize, batch, dtype, steps, warmup=0):
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step(s):
-        x = torch_preprocess(images[s * batch:(s + 1) * batch], resize).contiguous(memory_format=fmt)
+        x = torch_preprocess(images[s * batch : (s + 1) * batch], resize).contiguous(memory_format=fmt)
         with autocast:
-            loss = F.cross_entropy(model(x), labels[s * batch:(s + 1) * batch])
+            loss = F.cross_entropy(model(x), labels[s * batch : (s + 1) * batch])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -206,7 +255,9 @@ def _torch_fns(arch, resize, batch, dtype, steps, warmup=0):
         t = time.perf_counter()
         with torch.no_grad(), autocast:
             for s in range(steps):
-                model(torch_preprocess(images[s * batch:(s + 1) * batch], resize).contiguous(memory_format=fmt)).argmax(1)
+                model(
+                    torch_preprocess(images[s * batch : (s + 1) * batch], resize).contiguous(memory_format=fmt)
+                ).argmax(1)
         sync()
         return steps * batch / (time.perf_counter() - t)
 
@@ -223,13 +274,17 @@ def format_result(r: Result) -> str:
         ("eval images/s", f(r.jax_eval_images_per_s), f(r.torch_eval_images_per_s), f(r.eval_ratio, ".2f")),
     ]
     w = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [f"{r.device}, resize {r.resize}, batch {r.batch_size}, {r.dtype}, conv {r.conv_impl}, norm {r.norm_impl}, "
-             f"jax {r.jax_version}, torch {r.torch_version or '-'}"]
+    lines = [
+        f"{r.device}, resize {r.resize}, batch {r.batch_size}, {r.dtype}, conv {r.conv_impl}, norm {r.norm_impl}, "
+        f"jax {r.jax_version}, torch {r.torch_version or '-'}"
+    ]
     lines += ["  ".join(c.rjust(wi) for c, wi in zip(row, w)) for row in rows]
-    lines.append(f"JAX compile: {r.jax_compile_s:.1f} s; train step {r.jax_train_gflop_per_step:.1f} GFLOP "
-                 f"(XLA cost analysis) -> {r.jax_train_gflops_per_s:.1f} GFLOP/s = "
-                 f"{100 * r.jax_fraction_of_matmul_peak:.0f} % of a {r.matmul_peak_gflops_per_s:.0f} GFLOP/s "
-                 f"{r.dtype} matmul on this device")
+    lines.append(
+        f"JAX compile: {r.jax_compile_s:.1f} s; train step {r.jax_train_gflop_per_step:.1f} GFLOP "
+        f"(XLA cost analysis) -> {r.jax_train_gflops_per_s:.1f} GFLOP/s = "
+        f"{100 * r.jax_fraction_of_matmul_peak:.0f} % of a {r.matmul_peak_gflops_per_s:.0f} GFLOP/s "
+        f"{r.dtype} matmul on this device"
+    )
     return "\n".join(lines)
 
 

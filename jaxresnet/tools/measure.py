@@ -12,9 +12,11 @@ It degrades by itself: no torch (JAX alone), no TensorFlow (a data cache must ho
 only. `--quick` shrinks every part (about 2 minutes on a 2-core CPU). Writes OUTDIR/measure.json and
 OUTDIR/measure.md and prints the table.
 """
+
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -27,8 +29,11 @@ import jax
 
 from jaxresnet.config import TrainConfig
 
-COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                  "/jax/core/compile/backend_compile_duration")
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
 
 
 @dataclass(frozen=True)
@@ -49,14 +54,30 @@ class Plan:
 def plan(quick: bool, on_gpu: bool, data_dir, data_cache) -> Plan:
     data = dict(data_dir=data_dir, download=False, data_cache=data_cache)
     if quick:
-        return Plan((32,), ("float32", "bfloat16"), (32,), steps=2, reps=1, warmup=1,
-                    reference=TrainConfig(resize=32, epochs=2, train_per_class=10, test_per_class=10, **data),
-                    parity_seeds=(0,), dispatch=(16, 8, 4), dispatch_chunks=(1, 4))
+        return Plan(
+            (32,),
+            ("float32", "bfloat16"),
+            (32,),
+            steps=2,
+            reps=1,
+            warmup=1,
+            reference=TrainConfig(resize=32, epochs=2, train_per_class=10, test_per_class=10, **data),
+            parity_seeds=(0,),
+            dispatch=(16, 8, 4),
+            dispatch_chunks=(1, 4),
+        )
     large = 256 if on_gpu else 128
-    return Plan((32, 64, 128), ("float32", "bfloat16"), (32, large), steps=10 if on_gpu else 3,
-                reps=3 if on_gpu else 2, warmup=2 if on_gpu else 1,
-                reference=TrainConfig(resize=128, epochs=10, **data), parity_seeds=(0, 1, 2),
-                dispatch=(128, 32, 64) if on_gpu else (32, 32, 32))
+    return Plan(
+        (32, 64, 128),
+        ("float32", "bfloat16"),
+        (32, large),
+        steps=10 if on_gpu else 3,
+        reps=3 if on_gpu else 2,
+        warmup=2 if on_gpu else 1,
+        reference=TrainConfig(resize=128, epochs=10, **data),
+        parity_seeds=(0, 1, 2),
+        dispatch=(128, 32, 64) if on_gpu else (32, 32, 32),
+    )
 
 
 class CompileClock:
@@ -74,9 +95,14 @@ class CompileClock:
 def environment() -> dict:
     device = jax.devices()[0]
     return {
-        "backend": jax.default_backend(), "device": device.device_kind, "device_count": jax.device_count(),
-        "jax": jax.__version__, "python": platform.python_version(), "cpu_count": os.cpu_count(),
-        "torch": _version("torch"), "tensorflow": _version("tensorflow"),
+        "backend": jax.default_backend(),
+        "device": device.device_kind,
+        "device_count": jax.device_count(),
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": _version("torch"),
+        "tensorflow": _version("tensorflow"),
         "tensorflow_datasets": _version("tensorflow_datasets"),
     }
 
@@ -94,20 +120,24 @@ def peak_memory() -> dict:
     stats = jax.devices()[0].memory_stats() or {}
     out = {"host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if "peak_bytes_in_use" in stats:
-        out["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2 ** 20, 1)
+        out["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
     return out
 
 
 def benchmark_matrix(p: Plan, torch_too: bool, log, rows: list) -> None:
     """Appends one row per setting to `rows`, the reference resolution first."""
-    from jaxresnet.tools.benchmark import as_json, run
+    from jaxresnet.tools.benchmark import Setting, as_json, run
 
     for resize in sorted(p.resizes, reverse=True):
         for dtype in p.dtypes:
             for batch in p.batches:
                 log(f"benchmark --resize {resize} --dtype {dtype} --batch-size {batch}")
-                r = run("resnet34", resize, batch, dtype, "auto", p.steps, p.reps, torch_too=torch_too,
-                        log=log, warmup=p.warmup)
+                r = run(
+                    Setting(
+                        "resnet34", resize, batch, dtype, steps=p.steps, reps=p.reps, warmup=p.warmup, torch=torch_too
+                    ),
+                    log=log,
+                )
                 rows.append(as_json(r))
 
 
@@ -117,28 +147,35 @@ def steps_per_call(p: Plan, log) -> list[dict]:
     import numpy as np
 
     from jaxresnet.data import Split
-    from jaxresnet.models import ARCHS
-    from jaxresnet.training.loop import DeviceData, train_epoch
-    from jaxresnet.training.state import create_train_state
+    from jaxresnet.training.loop import DeviceData, StepSpec, train_epoch
+    from jaxresnet.training.state import new_state
 
     resize, batch, steps = p.dispatch
     log(f"steps per call {', '.join(map(str, p.dispatch_chunks))} at --resize {resize}, batch {batch}")
     rng = np.random.default_rng(0)
     n = batch * steps
-    data = DeviceData.put(Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-                                rng.integers(0, 10, n).astype(np.int32)))
-    model = ARCHS["resnet34"](num_classes=10)
+    data = DeviceData.put(
+        Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int32))
+    )
+    config = TrainConfig(resize=resize, batch_size=batch)
     states, rates = {}, {c: [] for c in p.dispatch_chunks}
     for rep in range(p.reps + 1):  # the first epoch compiles
         for c in p.dispatch_chunks:
-            state = states.get(c) or create_train_state(model, jax.random.key(0), resize, 0.01, 0.9)
-            states[c], r = train_epoch(state, data, jax.random.key(1), rep + 1, batch_size=batch,
-                                       image_size=resize, chunk=c)
+            state = states.get(c) or new_state(config)
+            states[c], r = train_epoch(state, data, jax.random.key(1), rep + 1, StepSpec(batch, resize, steps=c))
             if rep:
                 rates[c].append(n / r.seconds)
-    return [{"resize": resize, "batch_size": batch, "steps": steps, "steps_per_call": c,
-             "images_per_s": round(sorted(v)[len(v) // 2], 2), "all": [round(x, 2) for x in v]}
-            for c, v in rates.items()]
+    return [
+        {
+            "resize": resize,
+            "batch_size": batch,
+            "steps": steps,
+            "steps_per_call": c,
+            "images_per_s": round(sorted(v)[len(v) // 2], 2),
+            "all": [round(x, 2) for x in v],
+        }
+        for c, v in rates.items()
+    ]
 
 
 def reference_run(config: TrainConfig, workdir: str, clock: CompileClock, framework: str = "jax") -> dict:
@@ -159,13 +196,19 @@ def reference_run(config: TrainConfig, workdir: str, clock: CompileClock, framew
     score_s = sum(e["seconds"] - e["train_seconds"] for e in h)
     steady = sorted(e["seconds"] for e in h[1:]) or [h[0]["seconds"]]
     return {
-        "framework": framework, "workdir": workdir, "config": config.to_dict(), "epochs": len(h),
-        "wall_s": round(wall, 2), "compile_s": round(clock.seconds - compile0, 2) if framework == "jax" else None,
-        "train_s": round(train_s, 2), "score_s": round(score_s, 2),
+        "framework": framework,
+        "workdir": workdir,
+        "config": config.to_dict(),
+        "epochs": len(h),
+        "wall_s": round(wall, 2),
+        "compile_s": round(clock.seconds - compile0, 2) if framework == "jax" else None,
+        "train_s": round(train_s, 2),
+        "score_s": round(score_s, 2),
         # loading the data, building the state, writing outputs and checkpoints
         "other_s": round(wall - train_s - score_s, 2),
         "steady_epoch_s": round(steady[len(steady) // 2], 3),
-        "final_train_accuracy": h[-1]["train_accuracy"], "final_test_accuracy": h[-1]["test_accuracy"],
+        "final_train_accuracy": h[-1]["train_accuracy"],
+        "final_test_accuracy": h[-1]["test_accuracy"],
         "best_test_accuracy": max(e["test_accuracy"] for e in h if e["test_accuracy"] is not None),
         **peak_memory(),
     }
@@ -190,30 +233,38 @@ def parity(p: Plan, outdir: str, clock: CompileClock, torch_too: bool, log) -> d
     return {"runs": runs, "table": table, "figure": os.path.join(outdir, "parity.png")}
 
 
-def measure(outdir: str, *, quick: bool = False, with_parity: bool = False, data_dir=None, data_cache=None,
-            torch_too: bool | None = None, seeds: int | None = None, log=print, parity_only: bool = False) -> dict:
+@dataclass(frozen=True)
+class Options:
+    """What to measure (scripts/measure.py's flags)."""
+
+    quick: bool = False
+    parity: bool = False  # also the parity experiment
+    parity_only: bool = False  # the parity experiment alone (a second short machine loan after a first)
+    data_dir: str | None = None
+    data_cache: str | None = None
+    torch: bool | None = None  # None: where torch is installed
+    seeds: int | None = None  # parity seeds per framework (None: the plan's)
+
+
+def measure(outdir: str, options: Options = Options(), log=print) -> dict:
     """Runs every part, the reference run first; measure.json and measure.md are rewritten after each
-    part, so a machine taken back mid-way still leaves what was measured. `parity_only`: the parity
-    experiment alone (a second short machine loan after a first took the rest)."""
+    part, so a machine taken back mid-way still leaves what was measured."""
     os.makedirs(outdir, exist_ok=True)
     clock = CompileClock()
     env = environment()
-    torch_too = env["torch"] is not None if torch_too is None else torch_too
-    p = plan(quick, env["backend"] == "gpu", data_dir, data_cache)
-    if seeds is not None:
-        p = dataclasses.replace(p, parity_seeds=tuple(range(seeds)))
-    t0 = time.perf_counter()
-    result = {"environment": env, "quick": quick, "complete": False, "benchmarks": [],
-              "plan": {k: v for k, v in dataclasses.asdict(p).items() if k != "reference"}}
-
-    def save():
-        result["total_s"] = round(time.perf_counter() - t0, 1)
-        with open(os.path.join(outdir, "measure.json"), "w") as f:
-            json.dump(result, f, indent=2)
-        with open(os.path.join(outdir, "measure.md"), "w") as f:
-            f.write(markdown(result) + "\n")
-
-    if not parity_only:
+    torch_too = env["torch"] is not None if options.torch is None else options.torch
+    p = plan(options.quick, env["backend"] == "gpu", options.data_dir, options.data_cache)
+    if options.seeds is not None:
+        p = dataclasses.replace(p, parity_seeds=tuple(range(options.seeds)))
+    result = {
+        "environment": env,
+        "quick": options.quick,
+        "complete": False,
+        "benchmarks": [],
+        "plan": {k: v for k, v in dataclasses.asdict(p).items() if k != "reference"},
+    }
+    save = functools.partial(_save, outdir, result, time.perf_counter())
+    if not options.parity_only:
         log(f"reference run: {p.reference.epochs} epochs at --resize {p.reference.resize}")
         result["reference_run"] = reference_run(p.reference, os.path.join(outdir, "reference-run"), clock)
         save()
@@ -221,40 +272,60 @@ def measure(outdir: str, *, quick: bool = False, with_parity: bool = False, data
         save()
         result["steps_per_call"] = steps_per_call(p, log)
         save()
-    if with_parity or parity_only:
+    if options.parity or options.parity_only:
         result["parity"] = parity(p, outdir, clock, torch_too, log)
     result["complete"] = True
     save()
     return result
 
 
+def _save(outdir: str, result: dict, t0: float) -> None:
+    result["total_s"] = round(time.perf_counter() - t0, 1)
+    with open(os.path.join(outdir, "measure.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(outdir, "measure.md"), "w") as f:
+        f.write(markdown(result) + "\n")
+
+
 def markdown(result: dict) -> str:
     env = result["environment"]
-    lines = [f"Device: {env['device']} ({env['backend']}, {env['device_count']} device(s)); jax {env['jax']}, "
-             f"torch {env['torch'] or 'absent'}, TensorFlow {env['tensorflow'] or 'absent'}"
-             + (" — quick settings" if result["quick"] else ""), "",
-             "| resize | dtype | batch | JAX train img/s | torch train img/s | JAX/torch | JAX eval img/s | "
-             "torch eval img/s | JAX compile s | GFLOP/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Device: {env['device']} ({env['backend']}, {env['device_count']} device(s)); jax {env['jax']}, "
+        f"torch {env['torch'] or 'absent'}, TensorFlow {env['tensorflow'] or 'absent'}"
+        + (" — quick settings" if result["quick"] else ""),
+        "",
+        "| resize | dtype | batch | JAX train img/s | torch train img/s | JAX/torch | JAX eval img/s | "
+        "torch eval img/s | JAX compile s | GFLOP/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def f(x, fmt="{:.1f}"):
         return "-" if x is None else fmt.format(x)
 
     for b in result["benchmarks"]:  # rows are appended as they are measured
-        lines.append(f"| {b['resize']} | {b['dtype']} | {b['batch_size']} | {f(b['jax_train_images_per_s'])} | "
-                     f"{f(b['torch_train_images_per_s'])} | {f(b['train_ratio'], '{:.2f}')} | "
-                     f"{f(b['jax_eval_images_per_s'])} | {f(b['torch_eval_images_per_s'])} | "
-                     f"{f(b['jax_compile_s'])} | {f(b['jax_train_gflops_per_s'], '{:.0f}')} |")
+        lines.append(
+            f"| {b['resize']} | {b['dtype']} | {b['batch_size']} | {f(b['jax_train_images_per_s'])} | "
+            f"{f(b['torch_train_images_per_s'])} | {f(b['train_ratio'], '{:.2f}')} | "
+            f"{f(b['jax_eval_images_per_s'])} | {f(b['torch_eval_images_per_s'])} | "
+            f"{f(b['jax_compile_s'])} | {f(b['jax_train_gflops_per_s'], '{:.0f}')} |"
+        )
     if result.get("steps_per_call"):
         lines += ["", "| steps per call | resize | batch | train img/s (median; each) |", "|---|---|---|---|"]
-        lines += [f"| {d['steps_per_call']} | {d['resize']} | {d['batch_size']} | {d['images_per_s']} "
-                  f"({', '.join(map(str, d['all']))}) |" for d in result["steps_per_call"]]
+        lines += [
+            f"| {d['steps_per_call']} | {d['resize']} | {d['batch_size']} | {d['images_per_s']} "
+            f"({', '.join(map(str, d['all']))}) |"
+            for d in result["steps_per_call"]
+        ]
     r = result.get("reference_run")
     if r is not None:
         lines += _reference_lines(r)
     if "parity" in result:
-        lines += ["", "Parity experiment (test accuracy per epoch, mean ± std over seeds):", "",
-                  result["parity"]["table"]]
+        lines += [
+            "",
+            "Parity experiment (test accuracy per epoch, mean ± std over seeds):",
+            "",
+            result["parity"]["table"],
+        ]
     if "total_s" in result:
         lines += ["", f"Total: {result['total_s']} s" + ("" if result.get("complete", True) else " (incomplete)")]
     return "\n".join(lines)
@@ -262,13 +333,17 @@ def markdown(result: dict) -> str:
 
 def _reference_lines(r: dict) -> list[str]:
     c = r["config"]
-    return ["", f"Reference run (--resize {c['resize']}, {r['epochs']} epochs, {c['train_per_class']} per class, "
-                  f"test per class {c['test_per_class'] or 'all'}):",
-              "", "| wall s | compile s | train s | score s | other s | steady epoch s | test acc % (final / best) "
-                  "| peak memory |",
-              "|---|---|---|---|---|---|---|---|",
-              f"| {r['wall_s']} | {r['compile_s']} | {r['train_s']} | {r['score_s']} | {r.get('other_s', '-')} | "
-              f"{r['steady_epoch_s']} | "
-              f"{r['final_test_accuracy']} / {r['best_test_accuracy']} | "
-              + (f"device {r['device_peak_mb']} MB, " if "device_peak_mb" in r else "")
-              + f"host RSS {r['host_peak_rss_mb']} MB |"]
+    return [
+        "",
+        f"Reference run (--resize {c['resize']}, {r['epochs']} epochs, {c['train_per_class']} per class, "
+        f"test per class {c['test_per_class'] or 'all'}):",
+        "",
+        "| wall s | compile s | train s | score s | other s | steady epoch s | test acc % (final / best) "
+        "| peak memory |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {r['wall_s']} | {r['compile_s']} | {r['train_s']} | {r['score_s']} | {r.get('other_s', '-')} | "
+        f"{r['steady_epoch_s']} | "
+        f"{r['final_test_accuracy']} / {r['best_test_accuracy']} | "
+        + (f"device {r['device_peak_mb']} MB, " if "device_peak_mb" in r else "")
+        + f"host RSS {r['host_peak_rss_mb']} MB |",
+    ]

@@ -1,5 +1,6 @@
 """Answer for new images with a trained run: each image's top classes with probabilities, by the
 run's own class names and preprocessing (stored size, resize, normalisation, flip TTA)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +9,8 @@ import jax
 import numpy as np
 
 from jaxresnet.data import DataError, folder
-from jaxresnet.training.state import TrainState
-from jaxresnet.training.run import compute_dtype, load_checkpoint
+from jaxresnet.training.checkpoint import load_checkpoint
+from jaxresnet.training.state import TrainState, compute_dtype
 
 CIFAR_SIDE = 32
 
@@ -44,8 +45,9 @@ def predict_images(workdir: str, paths: list[str], which: str = "best", top: int
     restored = load_checkpoint(workdir, which)
     config, dataset = restored.config, restored.dataset
     images = read_images(paths, dataset.image_size or dataset.store_size or CIFAR_SIDE)
-    probs = class_probabilities(restored.state, images, config.resize, dataset.stats, compute_dtype(config),
-                                tta=config.tta == "flip")
+    probs = class_probabilities(
+        restored.state, images, config.resize, dataset.stats, compute_dtype(config), tta=config.tta == "flip"
+    )
     k = min(top, dataset.num_classes)
     out = []
     for path, p in zip(paths, probs):
@@ -63,6 +65,3 @@ def class_probabilities(state: TrainState, images: np.ndarray, resize: int, stat
     if tta:
         logits = (logits + state.apply_fn(variables, x[:, :, ::-1], train=False)) / 2
     return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
-
-
-

@@ -2,19 +2,23 @@
 
 One epoch makes no host round trip per step: the dataset lives on the device, the batch is cut out
 of a device-side permutation inside the step, the state is donated, and the running metrics are
-accumulated on the device and read once at the end of the epoch.
+accumulated on the device and read once at the end of the epoch. What a step is compiled for is
+one frozen `StepSpec`, its only static argument.
 """
+
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 
 from jaxresnet.data import CIFAR10, Split, preprocess
@@ -28,6 +32,35 @@ NO_AUGMENT = Augment()
 
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """What the jitted steps are compiled for, and their one static argument (frozen, hashable):
+    the same spec is the same program."""
+
+    batch_size: int  # the batch of one step
+    image_size: int  # the side the images are resized to
+    dtype: Any = jnp.float32  # the compute dtype
+    mesh: Mesh | None = None  # the devices a batch is split over (None: one device)
+    augment: Augment = NO_AUGMENT
+    label_smoothing: float = 0.0
+    stats: tuple = CIFAR10.stats  # the (mean, std) the images are normalised with
+    steps: int = 1  # training steps per call (a lax.scan when > 1)
+    stride: int = 0  # step s's batch starts at s * stride in the epoch's order (0: batch_size)
+    tta: bool = False  # evaluation: the logits averaged with the mirrored image's
+
+    @property
+    def sharding(self):
+        return batch_sharding(self.mesh, self.batch_size)
+
+    def sized(self, batch_size: int, steps: int = 1) -> StepSpec:
+        """The spec of a call of `steps` steps of `batch_size` images, at this spec's stride."""
+        return dataclasses.replace(self, batch_size=batch_size, steps=steps, stride=self.stride or self.batch_size)
+
+    def for_eval(self, batch_size: int, tta: bool = False) -> StepSpec:
+        """The evaluation program's spec: nothing of training's in it, so one program serves every epoch."""
+        return StepSpec(batch_size, self.image_size, self.dtype, self.mesh, stats=self.stats, tta=tta)
 
 
 def epoch_permutation(shuffle_key: jax.Array, epoch: int, n: int) -> jax.Array:
@@ -47,18 +80,17 @@ def zero_metrics() -> dict:
     }
 
 
-def _step(state: TrainState, metrics: dict, images, labels, perm, start, step, aug_key=None,
-          *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None, augment: Augment = NO_AUGMENT,
-          label_smoothing: float = 0.0, stats=CIFAR10.stats):
-    """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
-    idx = constrain(jax.lax.dynamic_slice_in_dim(perm, start, batch_size), sharding)
+def _step(state: TrainState, metrics: dict, images, labels, perm, step, aug_key, spec: StepSpec):
+    """One SGD step on the batch perm[step*stride : step*stride + batch_size]; metrics are running sums."""
+    sharding, batch = spec.sharding, spec.batch_size
+    idx = constrain(jax.lax.dynamic_slice_in_dim(perm, step * (spec.stride or batch), batch), sharding)
     raw = images[idx]
-    if augment:  # draws from (seed, epoch, step): `aug_key` is the epoch's, `step` its step
+    if spec.augment:  # draws from (seed, epoch, step): `aug_key` is the epoch's, `step` its step
         key = step_key(aug_key, step)
-        raw = augment_source(raw, key, augment)
-    x = preprocess(raw, image_size, dtype, stats)
-    if augment:
-        x = augment_resized(x, key, augment, images.shape[1])
+        raw = augment_source(raw, key, spec.augment)
+    x = preprocess(raw, spec.image_size, spec.dtype, spec.stats)
+    if spec.augment:
+        x = augment_resized(x, key, spec.augment, images.shape[1])
     x = constrain(x, sharding)
     y = labels[idx]
 
@@ -66,58 +98,43 @@ def _step(state: TrainState, metrics: dict, images, labels, perm, start, step, a
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats}, x, train=True, mutable=["batch_stats"]
         )
-        return cross_entropy(logits, y, label_smoothing), (logits, updates["batch_stats"])
+        return cross_entropy(logits, y, spec.label_smoothing), (logits, updates["batch_stats"])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     metrics = {
         # kept in the running sums' own dtypes (a float64 run's loss would promote them; a scan's carry
         # must keep its type)
-        "loss_sum": (metrics["loss_sum"] + loss * batch_size).astype(metrics["loss_sum"].dtype),
+        "loss_sum": (metrics["loss_sum"] + loss * batch).astype(metrics["loss_sum"].dtype),
         "correct": (metrics["correct"] + jnp.sum(jnp.argmax(logits, -1) == y)).astype(metrics["correct"].dtype),
-        "count": metrics["count"] + batch_size,
+        "count": metrics["count"] + batch,
         "bad_step": jnp.where(jnp.isfinite(loss), metrics["bad_step"], jnp.minimum(metrics["bad_step"], step)),
     }
     return state, metrics
 
 
-STEP_STATICS = ("batch_size", "image_size", "dtype", "sharding", "augment", "label_smoothing", "stats")
+@functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=(0, 1))
+def train_steps(state: TrainState, metrics: dict, images, labels, perm, first_step, aug_key, spec: StepSpec):
+    """`spec.steps` SGD steps from step `first_step` of the epoch in one call: with more than one, a
+    `lax.scan` of the step, so the host dispatches once per call (what launch-bound accelerators need)."""
+    if spec.steps == 1:
+        return _step(state, metrics, images, labels, perm, first_step, aug_key, spec)
 
-
-@functools.partial(jax.jit, static_argnames=STEP_STATICS, donate_argnums=(0, 1))
-def train_step(state: TrainState, metrics: dict, images, labels, perm, start, step, aug_key=None,
-               *, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None, augment: Augment = NO_AUGMENT,
-               label_smoothing: float = 0.0, stats=CIFAR10.stats):
-    """One SGD step on the batch perm[start:start+batch_size]; metrics are running sums."""
-    return _step(state, metrics, images, labels, perm, start, step, aug_key, batch_size=batch_size,
-                 image_size=image_size, dtype=dtype, sharding=sharding, augment=augment,
-                 label_smoothing=label_smoothing, stats=stats)
-
-
-@functools.partial(jax.jit, static_argnames=("count",) + STEP_STATICS, donate_argnums=(0, 1))
-def train_steps(state: TrainState, metrics: dict, images, labels, perm, first_step, aug_key=None,
-                *, count: int, batch_size: int, image_size: int, dtype=jnp.float32, sharding=None,
-                augment: Augment = NO_AUGMENT, label_smoothing: float = 0.0, stats=CIFAR10.stats):
-    """`count` full steps from step `first_step` in one call: a `lax.scan` of `train_step`'s body,
-    so the host dispatches once per `count` steps (what launch-bound accelerators need)."""
     def body(carry, i):
-        step = first_step + i
-        return _step(*carry, images, labels, perm, step * batch_size, step, aug_key, batch_size=batch_size,
-                     image_size=image_size, dtype=dtype, sharding=sharding, augment=augment,
-                     label_smoothing=label_smoothing, stats=stats), None
+        return _step(*carry, images, labels, perm, first_step + i, aug_key, spec), None
 
-    (state, metrics), _ = jax.lax.scan(body, (state, metrics), jnp.arange(count, dtype=jnp.int32))
+    (state, metrics), _ = jax.lax.scan(body, (state, metrics), jnp.arange(spec.steps, dtype=jnp.int32))
     return state, metrics
 
 
-@functools.partial(jax.jit, static_argnames=("image_size", "dtype", "sharding", "tta", "stats"))
-def predict_step(state: TrainState, images, idx, *, image_size: int, dtype=jnp.float32, sharding=None,
-                 tta: bool = False, stats=CIFAR10.stats):
+@functools.partial(jax.jit, static_argnames=("spec",))
+def predict_step(state: TrainState, images, idx, spec: StepSpec):
+    sharding = spec.sharding
     idx = constrain(idx, sharding)
-    x = constrain(preprocess(images[idx], image_size, dtype, stats), sharding)
+    x = constrain(preprocess(images[idx], spec.image_size, spec.dtype, spec.stats), sharding)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     logits = state.apply_fn(variables, x, train=False)
-    if tta:  # test-time augmentation: the logits averaged with the mirrored image's
+    if spec.tta:  # test-time augmentation: the logits averaged with the mirrored image's
         logits = (logits + state.apply_fn(variables, x[:, :, ::-1], train=False)) / 2
     # Gathered on every device: with several processes, each reads the whole batch's predictions.
     return constrain(jnp.argmax(logits, -1).astype(jnp.int32), replicated(sharding))
@@ -133,7 +150,7 @@ class DeviceData:
     stats: tuple = CIFAR10.stats
 
     @classmethod
-    def put(cls, split: Split, mesh: Mesh | None = None, stats: tuple = CIFAR10.stats) -> "DeviceData":
+    def put(cls, split: Split, mesh: Mesh | None = None, stats: tuple = CIFAR10.stats) -> DeviceData:
         if mesh is None:
             return cls(jax.device_put(split.images), jax.device_put(split.labels), stats)
         return cls(*replicate((np.asarray(split.images), np.asarray(split.labels)), mesh), stats)
@@ -142,18 +159,15 @@ class DeviceData:
         return int(self.labels.shape[0])
 
 
-def predict(state: TrainState, data: DeviceData, image_size: int, batch_size: int = 500,
-            dtype=jnp.float32, mesh: Mesh | None = None, tta: bool = False) -> np.ndarray:
-    """Predicted class of every example: the last batch is padded, and the padding dropped."""
+def predict(state: TrainState, data: DeviceData, spec: StepSpec) -> np.ndarray:
+    """Predicted class of every example, `spec.batch_size` at a time (at most the whole split): the
+    last batch is padded, and the padding dropped."""
     n = len(data)
-    batch_size = min(batch_size, n)
-    sharding = batch_sharding(mesh, batch_size)
+    spec = dataclasses.replace(spec, batch_size=min(spec.batch_size, n))
     preds = []
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, start + batch_size) % n  # pad the remainder by wrapping around
-        preds.append(predict_step(state, data.images, jnp.asarray(idx, jnp.int32),
-                                  image_size=image_size, dtype=dtype, sharding=sharding, tta=tta,
-                                  stats=data.stats))
+    for start in range(0, n, spec.batch_size):
+        idx = np.arange(start, start + spec.batch_size) % n  # pad the remainder by wrapping around
+        preds.append(predict_step(state, data.images, jnp.asarray(idx, jnp.int32), spec))
     return np.concatenate(jax.device_get(preds))[:n]
 
 
@@ -178,12 +192,36 @@ class EpochPosition:
     seconds: float
 
     def to_json(self) -> dict:
-        return {"step": self.step, "seconds": self.seconds,
-                **{k: v.item() if hasattr(v, "item") else v for k, v in self.metrics.items()}}
+        return {
+            "step": self.step,
+            "seconds": self.seconds,
+            **{k: v.item() if hasattr(v, "item") else v for k, v in self.metrics.items()},
+        }
 
     @classmethod
-    def from_json(cls, d: dict) -> "EpochPosition":
+    def from_json(cls, d: dict) -> EpochPosition:
         return cls(int(d["step"]), {k: d[k] for k in zero_metrics()}, float(d["seconds"]))
+
+
+@dataclass
+class Call:
+    """One dispatched training call, as the epoch loop reports it to `on_call`."""
+
+    epoch: int
+    step: int  # steps of the epoch dispatched so far, this call's included
+    steps: int  # steps in the epoch
+    done: int  # steps this call ran
+    state: TrainState
+    metrics: dict  # the epoch's running sums after this call (device values)
+    started: float  # perf_counter at the epoch's start (less the time an interrupted epoch had spent)
+
+    @property
+    def last(self) -> bool:
+        return self.step == self.steps
+
+    def position(self) -> EpochPosition:
+        """Where the epoch stands after this call: reads the device (only to write a checkpoint)."""
+        return EpochPosition(self.step, jax.device_get(self.metrics), time.perf_counter() - self.started)
 
 
 CPU_SCAN_MAX_RESIZE = 64
@@ -202,52 +240,43 @@ def steps_per_call(requested: int, full_steps: int, resize: int = 128) -> int:
     return max([k for k in range(1, 17) if full_steps % k == 0] or [1])
 
 
-def train_epoch(state: TrainState, data: DeviceData, shuffle_key, epoch: int, *, batch_size: int,
-                image_size: int, dtype=jnp.float32, on_step: Callable | None = None, mesh: Mesh | None = None,
-                start: EpochPosition | None = None, after_step: Callable | None = None, chunk: int = 1,
-                augment: Augment = NO_AUGMENT, label_smoothing: float = 0.0):
+def train_epoch(
+    state: TrainState,
+    data: DeviceData,
+    shuffle_key,
+    epoch: int,
+    spec: StepSpec,
+    *,
+    start: EpochPosition | None = None,
+    on_call: Callable[[Call], None] | None = None,
+):
     """One pass over `data` in the epoch's order, every example once (a smaller last batch if need be).
 
     Train accuracy is the running accuracy over the epoch's batches in train mode, as the
-    reference reports it. `on_step(step, steps, metrics)` is for progress display only.
-    `start` continues an interrupted epoch where it stood (the same steps follow, so the epoch ends
-    as an uninterrupted one would). `after_step(position_fn, state, metrics, last, done)` runs on the
-    host after each call is dispatched (`done` steps; `last`: it ended the epoch); it must not wait on
-    the device unless it saves a step checkpoint (`position_fn()` gives the EpochPosition to save),
-    and it stops the epoch by raising. `chunk` > 1 runs that many full steps per call
-    (`train_steps`); the last, smaller batch and a remainder run one step per call.
+    reference reports it. `spec` is the full batch's, with `spec.steps` steps per call; the last,
+    smaller batch and a remainder run one step per call. `start` continues an interrupted epoch
+    where it stood (the same steps follow, so the epoch ends as an uninterrupted one would).
+    `on_call(Call)` runs on the host after each call is dispatched (progress, step checkpoints); it
+    stops the epoch by raising.
     """
     t0 = time.perf_counter() - (start.seconds if start else 0.0)
-    n = len(data)
+    n, batch = len(data), spec.batch_size
     perm = epoch_permutation(shuffle_key, epoch, n)
-    aug_key = epoch_key(shuffle_key, epoch) if augment else None
-    recipe = dict(augment=augment, label_smoothing=label_smoothing, stats=data.stats)
-    steps = math.ceil(n / batch_size)
+    aug_key = epoch_key(shuffle_key, epoch) if spec.augment else None
+    steps, full_steps = math.ceil(n / batch), n // batch
     metrics = zero_metrics()
     if start is not None:
         metrics = {k: jnp.asarray(start.metrics[k], v.dtype) for k, v in metrics.items()}
-    full_steps = n // batch_size
     s = start.step if start else 0
     while s < steps:
-        offset = s * batch_size
-        size = min(batch_size, n - offset)
-        if chunk > 1 and s + chunk <= full_steps:
-            done = chunk
-            state, metrics = train_steps(state, metrics, data.images, data.labels, perm, s, aug_key, count=chunk,
-                                         batch_size=batch_size, image_size=image_size, dtype=dtype,
-                                         sharding=batch_sharding(mesh, batch_size), **recipe)
+        if spec.steps > 1 and s + spec.steps <= full_steps:
+            call = spec.sized(batch, spec.steps)
         else:
-            done = 1
-            state, metrics = train_step(state, metrics, data.images, data.labels, perm, offset, s, aug_key,
-                                        batch_size=size, image_size=image_size, dtype=dtype,
-                                        sharding=batch_sharding(mesh, size), **recipe)
-        s += done
-        if on_step is not None:
-            on_step(s, steps, metrics)
-        if after_step is not None:
-            def position(s=s, metrics=metrics):  # reads the device: only when a checkpoint is written
-                return EpochPosition(s, jax.device_get(metrics), time.perf_counter() - t0)
-            after_step(position, state, metrics, s == steps, done)
+            call = spec.sized(min(batch, n - s * batch))
+        state, metrics = train_steps(state, metrics, data.images, data.labels, perm, s, aug_key, call)
+        s += call.steps
+        if on_call is not None:
+            on_call(Call(epoch, s, steps, call.steps, state, metrics, t0))
     m = jax.device_get(metrics)
     if m["bad_step"] != NO_BAD_STEP:
         raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, step {int(m['bad_step']) + 1} of {steps}")

@@ -14,6 +14,7 @@
 The reference setting (constant lr, no decay, no Nesterov) returns the very `optax.sgd` object the
 reference run has always used, so its jitted steps and numbers are untouched.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,12 +37,17 @@ def learning_rate_schedule(lr: float, schedule: str, total_steps: int, warmup_st
         # as optax.cosine_onecycle_schedule's do; optax's cosine interpolation between those steps is exact.
         start = lr / ONECYCLE_DIV
         return optax.piecewise_interpolate_schedule(
-            "cosine", start, {float(pct * total_steps) - 1: ONECYCLE_DIV,
-                              total_steps - 1: 1 / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)})
+            "cosine",
+            start,
+            {float(pct * total_steps) - 1: ONECYCLE_DIV, total_steps - 1: 1 / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)},
+        )
     if schedule == "constant" and not warmup_steps:
         return lr
-    after = (optax.constant_schedule(lr) if schedule == "constant"
-             else optax.cosine_decay_schedule(lr, max(total_steps - warmup_steps, 1)))
+    after = (
+        optax.constant_schedule(lr)
+        if schedule == "constant"
+        else optax.cosine_decay_schedule(lr, max(total_steps - warmup_steps, 1))
+    )
     if not warmup_steps:
         return after
     warmup = optax.linear_schedule(lr * WARMUP_START_FACTOR, lr, warmup_steps)
@@ -49,8 +55,16 @@ def learning_rate_schedule(lr: float, schedule: str, total_steps: int, warmup_st
 
 
 @functools.lru_cache(maxsize=32)
-def make_optimizer(lr: float, momentum: float, *, weight_decay: float = 0.0, nesterov: bool = False,
-                   schedule: str = "constant", total_steps: int = 1, warmup_steps: int = 0) -> optax.GradientTransformation:
+def make_optimizer(
+    lr: float,
+    momentum: float,
+    *,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    schedule: str = "constant",
+    total_steps: int = 1,
+    warmup_steps: int = 0,
+) -> optax.GradientTransformation:
     """One object per setting: the optimizer is part of the jitted step's cache key."""
     from jaxresnet.training.state import sgd
 
@@ -59,3 +73,28 @@ def make_optimizer(lr: float, momentum: float, *, weight_decay: float = 0.0, nes
         return sgd(lr, momentum)  # the reference's own
     sgd_ = optax.sgd(rate, momentum, nesterov=nesterov)
     return optax.chain(optax.add_decayed_weights(weight_decay), sgd_) if weight_decay else sgd_
+
+
+def schedule_of(config, steps_per_epoch: int):
+    """The learning rate per step of a run (a float, or an optax schedule) from its recipe flags."""
+    return learning_rate_schedule(
+        config.lr, config.schedule, config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch)
+    )
+
+
+def optimizer_of(config, steps_per_epoch: int) -> optax.GradientTransformation:
+    """The optimizer of a run (a `jaxresnet.config.TrainConfig`) with this many steps per epoch."""
+    return make_optimizer(
+        config.lr,
+        config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
+        schedule=config.schedule,
+        total_steps=config.epochs * steps_per_epoch,
+        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+    )
+
+
+def learning_rate_at(config, steps_per_epoch: int, step: int) -> float:
+    rate = schedule_of(config, steps_per_epoch)
+    return float(rate(step)) if callable(rate) else float(rate)

@@ -1,4 +1,5 @@
 """A one-line progress bar on stderr (step, images/s, ETA), shown only on an interactive terminal."""
+
 from __future__ import annotations
 
 import sys
@@ -14,12 +15,14 @@ class Progress:
         self.epoch, self.epochs, self.batch_size = epoch, epochs, batch_size
         self._t0 = None
 
-    def __call__(self, step: int, steps: int, metrics) -> None:
+    def __call__(self, call) -> None:
+        """After a training call (`jaxresnet.training.loop.Call`)."""
         if not self.enabled:
             return
+        step, steps = call.step, call.steps
         # Wait for this step, so the rate shown is real, not the rate at which steps are dispatched.
         # (Only on a terminal; the metrics are donated to the next step, so they cannot be held.)
-        jax.block_until_ready(metrics["count"])
+        jax.block_until_ready(call.metrics["count"])
         now = time.perf_counter()
         if self._t0 is None:  # the first step includes compilation; rates start after it
             self._t0, self._s0 = now, step
@@ -27,8 +30,9 @@ class Progress:
         done = step - self._s0  # steps finished since the first call returned (a call may run several)
         rate = done * self.batch_size / max(now - self._t0, 1e-9)
         eta = (steps - step) * self.batch_size / rate if rate > 0 else float("nan")
-        self.stream.write(f"\repoch {self.epoch}/{self.epochs} step {step}/{steps} "
-                          f"{rate:7.1f} img/s ETA {_hms(eta)}   ")
+        self.stream.write(
+            f"\repoch {self.epoch}/{self.epochs} step {step}/{steps} {rate:7.1f} img/s ETA {_hms(eta)}   "
+        )
         self.stream.flush()
 
     def close(self) -> None:

@@ -1,17 +1,24 @@
-"""The train state (params, BatchNorm statistics, optimizer) and how a fresh one is made.
+"""The train state (params, BatchNorm statistics, optimizer state), the loss, and the one factory
+that makes a config's model and fresh state: the run, evaluation, prediction, the benchmark and
+measure.py all build them here.
 
-The optimizer and loss live here: a new optimizer setting or loss goes beside `sgd` and
-`cross_entropy`, built from optax's own transformations.
+The optimizer itself (torch's SGD, decay, schedules) is built in `jaxresnet.training.optimizer`;
+a new loss goes beside `cross_entropy`.
 """
+
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax.training import train_state
+
+from jaxresnet.config import TrainConfig
+from jaxresnet.models import ARCHS
 
 
 class TrainState(train_state.TrainState):
@@ -23,17 +30,66 @@ def _init_variables(model, key, image_size: int):
     return model.init(key, jnp.zeros((1, image_size, image_size, 3), jnp.float32), train=False)
 
 
-def create_train_state(model, key: jax.Array, image_size: int, lr: float, momentum: float,
-                       tx: optax.GradientTransformation | None = None) -> TrainState:
-    """Fresh variables and optimizer state (`tx`, default torch's SGD at lr and momentum). Steps
-    compile once per model *instance* (its `apply` is part of the state), so reuse one model object
-    for runs of the same network."""
+def create_train_state(
+    model,
+    key: jax.Array,
+    image_size: int,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    tx: optax.GradientTransformation | None = None,
+) -> TrainState:
+    """Fresh variables of `model` and the optimizer state of `tx` (default torch's SGD at lr and
+    momentum). Steps compile once per model *instance* (its `apply` is part of the state), so reuse
+    one model object for runs of the same network. A run's state comes from `new_state`."""
     variables = _init_variables(model, key, image_size)
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
         batch_stats=variables["batch_stats"],
         tx=tx if tx is not None else sgd(lr, momentum),
+    )
+
+
+def compute_dtype(config: TrainConfig):
+    return {"bfloat16": jnp.bfloat16, "float64": jnp.float64}.get(config.dtype, jnp.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _model(arch, dtype, init, conv_impl, norm_impl, num_classes):
+    param_dtype = jnp.float64 if dtype == jnp.float64 else jnp.float32  # float64: the reference mode
+    return ARCHS[arch](
+        num_classes=num_classes,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        weight_init=init,
+        conv_impl=conv_impl,
+        norm_impl=norm_impl,
+    )
+
+
+def build_model(config: TrainConfig, num_classes: int = 10):
+    """The network of a config; the same object for the same network, so jitted steps are reused."""
+    return _model(config.arch, compute_dtype(config), config.init, config.conv_impl, config.norm_impl, num_classes)
+
+
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """(init_key, shuffle_key) for a seed."""
+    init_key, shuffle_key = jax.random.split(jax.random.key(seed))
+    return init_key, shuffle_key
+
+
+def new_state(config: TrainConfig, num_classes: int = 10, train_size: int | None = None) -> TrainState:
+    """The config's model with fresh weights (from its seed) and its optimizer. `train_size`, the
+    number of training images, sets the schedule's steps per epoch; a state only restored into
+    (evaluation, prediction) may leave it out, its optimizer then being only the right structure."""
+    from jaxresnet.training.optimizer import optimizer_of
+
+    steps_per_epoch = math.ceil(train_size / config.batch_size) if train_size else 1
+    return create_train_state(
+        build_model(config, num_classes),
+        seed_keys(config.seed)[0],
+        config.resize,
+        tx=optimizer_of(config, steps_per_epoch),
     )
 
 

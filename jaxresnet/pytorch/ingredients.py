@@ -1,10 +1,11 @@
-"""The recipe flags for the torch baseline, with the meaning they have in the JAX run.
+"""The recipe flags' ingredients in torch, for the baseline, with the meaning they have in the JAX run.
 
 Optimizer and schedules are torch's own (`torch.optim.SGD`, `CosineAnnealingLR`, `OneCycleLR`,
 `LinearLR` + `SequentialLR`), stepped per batch; `jaxresnet.training.optimizer` reproduces them in
 optax. Augmentation is of the same kinds (reflect-padded crop, flip, cutout of the normalised image,
 `jaxresnet.data.augment`), its draws from torch's generator.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,19 +20,30 @@ from jaxresnet.training.optimizer import ONECYCLE_DIV, ONECYCLE_FINAL_DIV, ONECY
 
 def make_torch_optimizer(params, config: TrainConfig, steps_per_epoch: int):
     """(optimizer, scheduler or None): the scheduler is stepped after every optimizer step."""
-    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                          nesterov=config.nesterov)
+    opt = torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov
+    )
     total = config.epochs * steps_per_epoch
     warmup = round(config.warmup_epochs * steps_per_epoch)
     if config.schedule == "onecycle":
         pct = warmup / total if warmup else ONECYCLE_PCT_START
         return opt, torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=config.lr, total_steps=total, pct_start=pct, anneal_strategy="cos",
-            cycle_momentum=False, div_factor=ONECYCLE_DIV, final_div_factor=ONECYCLE_FINAL_DIV)
+            opt,
+            max_lr=config.lr,
+            total_steps=total,
+            pct_start=pct,
+            anneal_strategy="cos",
+            cycle_momentum=False,
+            div_factor=ONECYCLE_DIV,
+            final_div_factor=ONECYCLE_FINAL_DIV,
+        )
     if config.schedule == "constant" and not warmup:
         return opt, None
-    after = (torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0) if config.schedule == "constant"
-             else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total - warmup, 1)))
+    after = (
+        torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        if config.schedule == "constant"
+        else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total - warmup, 1))
+    )
     if not warmup:
         return opt, after
     first = torch.optim.lr_scheduler.LinearLR(opt, start_factor=WARMUP_START_FACTOR, total_iters=warmup)
@@ -54,7 +66,7 @@ class TorchAugment:
             p = self.aug.crop
             padded = F.pad(x.permute(0, 3, 1, 2).float(), (p, p, p, p), mode="reflect").round().to(torch.uint8)
             dy, dx = torch.randint(0, 2 * p + 1, (2, n), device=x.device).tolist()
-            x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)]).permute(0, 2, 3, 1)
+            x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)]).permute(0, 2, 3, 1)
         if self.aug.flip:
             flip = torch.rand(n, device=x.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(2), x)
