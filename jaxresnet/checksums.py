@@ -1,4 +1,5 @@
 """File checksums for the manifests that guard checkpoints and the data cache against damage."""
+
 from __future__ import annotations
 
 import zlib

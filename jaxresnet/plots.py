@@ -1,4 +1,5 @@
 """Figures a run writes: accuracy curves and a confusion matrix (matplotlib, no display needed)."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -38,8 +39,15 @@ def plot_confusion(matrix: np.ndarray, class_names, path: str, title: str) -> No
     ax.set_title(title)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,
-                    color="white" if frac[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(int(matrix[i, j])),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if frac[i, j] > 0.5 else "black",
+            )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

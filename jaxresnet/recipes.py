@@ -6,6 +6,7 @@ and config.json records every resolved value (and the recipe's name).
 - `improved`: the best measured recipe for a better model from the same 5,000 images on the 2-core CPU
   in the reference run's wall time (docs/recipe/README.md: what was measured, and how).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,18 @@ RECIPES: dict[str, dict] = {
     # at 64 (32 epochs), 75.32 % at 48 (60 epochs) with weight decay 5e-4, 76.93 % with 1e-3 (at 60 epochs
     # the run overfits, and the stronger decay costs no time), final checkpoints scored with flip TTA.
     # Scored every 10 epochs (a flip-TTA pass costs about one epoch). Measured in docs/recipe/README.md.
-    "improved": dict(resize=48, epochs=60, lr=0.05, augment="crop,flip", weight_decay=1e-3, nesterov=True,
-                     schedule="onecycle", label_smoothing=0.1, tta="flip", eval_every=10),
+    "improved": dict(
+        resize=48,
+        epochs=60,
+        lr=0.05,
+        augment="crop,flip",
+        weight_decay=1e-3,
+        nesterov=True,
+        schedule="onecycle",
+        label_smoothing=0.1,
+        tta="flip",
+        eval_every=10,
+    ),
 }
 
 

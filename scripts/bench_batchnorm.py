@@ -11,6 +11,7 @@ CPU, the BN primitive, a binary add with a ReLU post-op and ReLU's backward), an
 agree.
 Prints a per-layer-kind table and the totals for one training step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,9 +83,11 @@ def main() -> int:
     for line in done.stdout.split("\n"):
         if line.strip():
             f = line.split()
-            timed[tuple(map(int, f[:5]))] = dict(zip(("ours_fwd", "ours_bwd", "onednn_fwd", "onednn_bwd"),
-                                                     map(float, f[5:9])), max_rel_diff=float(f[9]),
-                                             flipped_mask=int(f[10]))
+            timed[tuple(map(int, f[:5]))] = dict(
+                zip(("ours_fwd", "ours_bwd", "onednn_fwd", "onednn_bwd"), map(float, f[5:9])),
+                max_rel_diff=float(f[9]),
+                flipped_mask=int(f[10]),
+            )
     rows = []
     totals = defaultdict(float)
     by_mode = defaultdict(lambda: defaultdict(float))
@@ -96,27 +99,48 @@ def main() -> int:
     for call in distinct:
         t = timed[call]
         rows.append({"shape": list(call[:4]), "kind": MODES[call[4]], "count": calls.count(call), **t})
-    print(f"{args.arch} --resize {args.resize} --batch-size {args.batch_size}: {len(calls)} BatchNorms a step, "
-          f"{len(distinct)} distinct; ms per call (median of {args.reps})")
-    print(f"{'shape (NHWC)':<20} {'kind':<12} {'calls':>5} {'ours fwd':>9} {'oneDNN fwd':>10} "
-          f"{'ours bwd':>9} {'oneDNN bwd':>10} {'max rel diff':>12} {'mask flips':>10}")
+    print(
+        f"{args.arch} --resize {args.resize} --batch-size {args.batch_size}: {len(calls)} BatchNorms a step, "
+        f"{len(distinct)} distinct; ms per call (median of {args.reps})"
+    )
+    print(
+        f"{'shape (NHWC)':<20} {'kind':<12} {'calls':>5} {'ours fwd':>9} {'oneDNN fwd':>10} "
+        f"{'ours bwd':>9} {'oneDNN bwd':>10} {'max rel diff':>12} {'mask flips':>10}"
+    )
     for r in rows:
-        print(f"{'x'.join(map(str, r['shape'])):<20} {r['kind']:<12} {r['count']:>5} {r['ours_fwd']:>9.3f} "
-              f"{r['onednn_fwd']:>10.3f} {r['ours_bwd']:>9.3f} {r['onednn_bwd']:>10.3f} {r['max_rel_diff']:>12.1e} {r['flipped_mask']:>10}")
+        print(
+            f"{'x'.join(map(str, r['shape'])):<20} {r['kind']:<12} {r['count']:>5} {r['ours_fwd']:>9.3f} "
+            f"{r['onednn_fwd']:>10.3f} {r['ours_bwd']:>9.3f} {r['onednn_bwd']:>10.3f} "
+            f"{r['max_rel_diff']:>12.1e} {r['flipped_mask']:>10}"
+        )
     print("per step, ms:")
     for mode in sorted(by_mode):
         m = by_mode[mode]
-        print(f"  {MODES[mode]:<12} ours {m['ours_fwd'] + m['ours_bwd']:8.2f}   "
-              f"oneDNN {m['onednn_fwd'] + m['onednn_bwd']:8.2f}")
+        print(
+            f"  {MODES[mode]:<12} ours {m['ours_fwd'] + m['ours_bwd']:8.2f}   "
+            f"oneDNN {m['onednn_fwd'] + m['onednn_bwd']:8.2f}"
+        )
     ours, dnn = totals["ours_fwd"] + totals["ours_bwd"], totals["onednn_fwd"] + totals["onednn_bwd"]
-    print(f"  {'all':<12} ours {ours:8.2f}   oneDNN {dnn:8.2f}   (forward {totals['ours_fwd']:.2f} vs "
-          f"{totals['onednn_fwd']:.2f}, backward {totals['ours_bwd']:.2f} vs {totals['onednn_bwd']:.2f}); "
-          f"oneDNN / ours = {dnn / ours:.2f}")
+    print(
+        f"  {'all':<12} ours {ours:8.2f}   oneDNN {dnn:8.2f}   (forward {totals['ours_fwd']:.2f} vs "
+        f"{totals['onednn_fwd']:.2f}, backward {totals['ours_bwd']:.2f} vs {totals['onednn_bwd']:.2f}); "
+        f"oneDNN / ours = {dnn / ours:.2f}"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"arch": args.arch, "resize": args.resize, "batch_size": args.batch_size, "reps": args.reps,
-                       "layers": rows, "per_step_ms": dict(totals),
-                       "per_step_ms_by_kind": {MODES[m]: dict(v) for m, v in by_mode.items()}}, f, indent=2)
+            json.dump(
+                {
+                    "arch": args.arch,
+                    "resize": args.resize,
+                    "batch_size": args.batch_size,
+                    "reps": args.reps,
+                    "layers": rows,
+                    "per_step_ms": dict(totals),
+                    "per_step_ms_by_kind": {MODES[m]: dict(v) for m, v in by_mode.items()},
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

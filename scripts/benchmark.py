@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """JAX vs PyTorch throughput: `python scripts/benchmark.py --resize 128 --batch-size 32 [--json F]`."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Overlay runs' accuracy curves: `python scripts/compare.py RUN [RUN ...] [--output compare.png]`."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Score a checkpoint: `python scripts/evaluate.py --workdir W [--checkpoint best|latest|EPOCH]`."""
+
 from __future__ import annotations
 
 import os

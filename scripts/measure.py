@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Measure everything in one command: `python scripts/measure.py OUTDIR [--quick] [--parity]`."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Top classes of images: `python scripts/predict.py --workdir W [--checkpoint best|latest|N] IMAGE...`."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Train the reference ResNet34 on a CIFAR-10 subset in JAX: `python scripts/train.py --resize 128`."""
+
 from __future__ import annotations
 
 import os

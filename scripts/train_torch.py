@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The PyTorch baseline with train.py's flags: `python scripts/train_torch.py --resize 128`."""
+
 from __future__ import annotations
 
 import os

@@ -41,8 +41,14 @@ def xla_cache(tmp_path_factory):
 def run_script(xla_cache):
     def run(script, *args, timeout=600, check=False):
         env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=xla_cache, PYTHONUNBUFFERED="1")
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), *map(str, args)],
-                              capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "scripts", script), *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=ROOT,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"{script} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
         return proc

@@ -1,4 +1,5 @@
 """scripts/train.py and scripts/evaluate.py end to end, on the offline CIFAR-10 copy."""
+
 import contextlib
 import io
 import json
@@ -19,10 +20,31 @@ def cli_run(data_dir, tmp_path_factory, xla_cache):
 
     workdir = str(tmp_path_factory.mktemp("cli") / "run")
     env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=xla_cache)
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--resize", "32",
-                           "--epochs", "2", "--batch-size", "20", "--train-per-class", "4",
-                           "--test-per-class", "3", "--data-dir", data_dir, "--no-download",
-                           "--workdir", workdir], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "scripts", "train.py"),
+            "--resize",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "20",
+            "--train-per-class",
+            "4",
+            "--test-per-class",
+            "3",
+            "--data-dir",
+            data_dir,
+            "--no-download",
+            "--workdir",
+            workdir,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     return proc, workdir
 
 
@@ -80,7 +102,10 @@ FLAG_ERRORS = [
     (["--num-processes", "0"], "--num-processes must be an integer >= 1, got 0"),
     (["--coordinator", "node0"], "--coordinator must be HOST:PORT (process 0's address), got 'node0'"),
     (["--dtype", "float64", "--norm-impl", "fused"], "--norm-impl fused is float32 only"),
-    (["--augment", "crop,bogus"], "--augment must be none or a comma-separated list of crop, flip, cutout, got 'crop,bogus'"),
+    (
+        ["--augment", "crop,bogus"],
+        "--augment must be none or a comma-separated list of crop, flip, cutout, got 'crop,bogus'",
+    ),
     (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1), got 1.0"),
     (["--weight-decay", "-1"], "--weight-decay must be a number >= 0, got -1.0"),
     (["--schedule", "linear"], "argument --schedule: invalid choice: 'linear'"),
@@ -104,16 +129,21 @@ def test_bad_flag_values_exit_2_with_one_line(capsys, args, message):
 
 
 # Refused later (the workdir, memory, JAX's processes, tensorflow-datasets): a real process each.
-@pytest.mark.parametrize("args, message", [
-    (["--workdir", "/proc/jaxresnet-run"], "cannot create --workdir /proc/jaxresnet-run: "),
-    (["--workdir", "/dev/null/run"], "cannot create --workdir /dev/null/run: Not a directory"),
-    (["--resize", "100000"], "a step at --resize 100000 with --batch-size 32 / --eval-batch-size 500 needs about"),
-    (["--resize", "4096", "--batch-size", "64"], "of memory, and"),
-    (["--distributed"], "--distributed: cannot join the processes: "),
-    (["--dataset", "no_such_dataset_xyz", "--no-download"], "--dataset no_such_dataset_xyz: tensorflow-datasets has no "
-                                                            "dataset of that name"),
-    (["--dataset", "glue", "--no-download"], "--dataset glue is not image classification"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workdir", "/proc/jaxresnet-run"], "cannot create --workdir /proc/jaxresnet-run: "),
+        (["--workdir", "/dev/null/run"], "cannot create --workdir /dev/null/run: Not a directory"),
+        (["--resize", "100000"], "a step at --resize 100000 with --batch-size 32 / --eval-batch-size 500 needs about"),
+        (["--resize", "4096", "--batch-size", "64"], "of memory, and"),
+        (["--distributed"], "--distributed: cannot join the processes: "),
+        (
+            ["--dataset", "no_such_dataset_xyz", "--no-download"],
+            "--dataset no_such_dataset_xyz: tensorflow-datasets has no dataset of that name",
+        ),
+        (["--dataset", "glue", "--no-download"], "--dataset glue is not image classification"),
+    ],
+)
 def test_bad_flags_exit_2_with_one_line(run_script, args, message):
     proc = run_script("train.py", *args)
     assert proc.returncode == 2
@@ -123,8 +153,9 @@ def test_bad_flags_exit_2_with_one_line(run_script, args, message):
 
 
 def test_too_many_images_per_class_exits_2(run_script, data_dir, tmp_path):
-    proc = run_script("train.py", "--train-per-class", "5001", "--data-dir", data_dir, "--no-download",
-                      "--workdir", tmp_path / "w")
+    proc = run_script(
+        "train.py", "--train-per-class", "5001", "--data-dir", data_dir, "--no-download", "--workdir", tmp_path / "w"
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "5001 images per class asked for, but the split holds only 5000" in proc.stderr.strip().splitlines()[-1]
 
@@ -146,9 +177,24 @@ def test_evaluate_bad_input_exits_2(run_script, tmp_path, cli_run):
 def test_torch_baseline_and_compare(cli_run, run_script, data_dir, tmp_path):
     _, jax_dir = cli_run
     torch_dir = tmp_path / "torch"
-    proc = run_script("train_torch.py", "--resize", "32", "--epochs", "2", "--batch-size", "20",
-                      "--train-per-class", "4", "--test-per-class", "3", "--data-dir", data_dir,
-                      "--no-download", "--workdir", torch_dir)
+    proc = run_script(
+        "train_torch.py",
+        "--resize",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--train-per-class",
+        "4",
+        "--test-per-class",
+        "3",
+        "--data-dir",
+        data_dir,
+        "--no-download",
+        "--workdir",
+        torch_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [(b[0], b[1]) for b in LINES.findall(proc.stdout)] == [("1", "2"), ("2", "2")]
     jax_metrics = json.load(open(os.path.join(jax_dir, "metrics.json")))
@@ -175,31 +221,47 @@ def test_compare_keeps_experiments_apart_and_skips_unscored_epochs(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps(config))
-        (folder / "metrics.json").write_text(json.dumps(
-            [{"epoch": i + 1, "train_accuracy": 50.0 + i, "test_accuracy": acc} for i, acc in enumerate(test_accuracies)]))
+        (folder / "metrics.json").write_text(
+            json.dumps(
+                [
+                    {"epoch": i + 1, "train_accuracy": 50.0 + i, "test_accuracy": acc}
+                    for i, acc in enumerate(test_accuracies)
+                ]
+            )
+        )
         return str(folder)
 
     improved = dict(RECIPES["improved"], recipe="improved")
-    runs = [run("reference", {"resize": 128, "epochs": 3}, [30.0, 40.0, 45.0]),  # a config.json from before recipes
-            run("improved", {**improved, "epochs": 4, "seed": 0}, [None, 60.0, None, 70.0]),
-            run("improved-s1", {**improved, "epochs": 4, "seed": 1}, [None, 62.0, None, 74.0]),
-            run("torch", {**improved, "epochs": 4, "framework": "torch"}, [None, 61.0, None, 71.0]),
-            run("noaug", {**improved, "epochs": 4, "augment": "none"}, [None, 55.0, None, 65.0]),
-            run("lowres", {**improved, "epochs": 4, "resize": 32}, [None, 50.0, None, 60.0])]
+    runs = [
+        run("reference", {"resize": 128, "epochs": 3}, [30.0, 40.0, 45.0]),  # a config.json from before recipes
+        run("improved", {**improved, "epochs": 4, "seed": 0}, [None, 60.0, None, 70.0]),
+        run("improved-s1", {**improved, "epochs": 4, "seed": 1}, [None, 62.0, None, 74.0]),
+        run("torch", {**improved, "epochs": 4, "framework": "torch"}, [None, 61.0, None, 71.0]),
+        run("noaug", {**improved, "epochs": 4, "augment": "none"}, [None, 55.0, None, 65.0]),
+        run("lowres", {**improved, "epochs": 4, "resize": 32}, [None, 50.0, None, 60.0]),
+    ]
     out = tmp_path / "cmp.png"
     with contextlib.redirect_stdout(io.StringIO()) as stdout:
         assert main([*runs, "--output", str(out)]) == 0
     header, *rows = stdout.getvalue().strip().splitlines()
-    for label in ("jax reference train (1 runs)", "jax improved train (2 runs)", "torch improved train (1 runs)",
-                  "jax improved augment=none train (1 runs)", "jax improved resize=32 train (1 runs)"):
+    for label in (
+        "jax reference train (1 runs)",
+        "jax improved train (2 runs)",
+        "torch improved train (1 runs)",
+        "jax improved augment=none train (1 runs)",
+        "jax improved resize=32 train (1 runs)",
+    ):
         assert label in header
     from jaxresnet.tools.compare import group_runs, plot_comparison
+
     plotted = plot_comparison(group_runs(runs), str(tmp_path / "all.png"))
     assert len(plotted) == 10 and "jax improved resize=32 test (n=1)" in plotted  # every experiment, none dropped
     assert len(rows) == 4 and "gap" not in header  # the longest run's epochs; a gap only between two curves
     cells = dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", rows[3].strip())))
     assert cells["jax improved test"] == "72.00 ± 2.00" and cells["jax reference test"] == "-"
-    assert dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", rows[0].strip())))["jax improved test"] == "-"
+    assert (
+        dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", rows[0].strip())))["jax improved test"] == "-"
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "missing")])
@@ -212,15 +274,43 @@ def test_a_second_run_on_a_held_workdir_exits_2_naming_the_holder(run_script, da
     workdir = tmp_path / "w"
     workdir.mkdir()
     with WorkdirLock(str(workdir)):  # this test's process holds it, as a running train.py would
-        proc = run_script("train.py", "--resize", "32", "--epochs", "1", "--train-per-class", "2",
-                          "--test-per-class", "1", "--data-dir", data_dir, "--no-download", "--workdir", workdir)
+        proc = run_script(
+            "train.py",
+            "--resize",
+            "32",
+            "--epochs",
+            "1",
+            "--train-per-class",
+            "2",
+            "--test-per-class",
+            "1",
+            "--data-dir",
+            data_dir,
+            "--no-download",
+            "--workdir",
+            workdir,
+        )
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"is in use by another training run (process {os.getpid()})" in lines[0], proc.stderr
     assert sorted(os.listdir(workdir)) == [".lock"]  # nothing of the refused run was written
     # released (here by the context manager; a killed holder releases it too), the same command runs
-    proc = run_script("train.py", "--resize", "32", "--epochs", "1", "--train-per-class", "2",
-                      "--test-per-class", "1", "--data-dir", data_dir, "--no-download", "--workdir", workdir)
+    proc = run_script(
+        "train.py",
+        "--resize",
+        "32",
+        "--epochs",
+        "1",
+        "--train-per-class",
+        "2",
+        "--test-per-class",
+        "1",
+        "--data-dir",
+        data_dir,
+        "--no-download",
+        "--workdir",
+        workdir,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert os.path.exists(workdir / "metrics.json")
 
@@ -229,14 +319,23 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
-    from jaxresnet.training.lock import WorkdirBusy, WorkdirLock
     from conftest import ROOT
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from jaxresnet.training.lock import "
-                               f"WorkdirLock; WorkdirLock({str(tmp_path)!r}).acquire(); print('held', flush=True); "
-                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    from jaxresnet.training.lock import WorkdirBusy, WorkdirLock
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from jaxresnet.training.lock import "
+            f"WorkdirLock; WorkdirLock({str(tmp_path)!r}).acquire(); print('held', flush=True); "
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(WorkdirBusy, match=f"process {holder.pid}"):
         WorkdirLock(str(tmp_path)).acquire()

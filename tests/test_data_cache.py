@@ -1,4 +1,5 @@
 """The decoded-data cache: same arrays as decoding, damage found and rebuilt or named, no TensorFlow needed."""
+
 import json
 import os
 import subprocess
@@ -6,10 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from jaxresnet.data import DataError, cache, load_subsets, subsets
-
-from conftest import ROOT
 
 # As where they are not installed: importing them raises ModuleNotFoundError, find_spec gives None.
 BLOCK_TF = """
@@ -25,7 +25,10 @@ def _entries(root):
 def test_a_cached_subset_equals_the_decoded_one_and_is_read_without_decoding(data_dir, tmp_path, monkeypatch):
     root = tmp_path / "cache"
     train, test = load_subsets(data_dir, False, 20, 5, 3, str(root))
-    assert _entries(root) == ["tfds/cifar10/3.0.2/test-5-per-class-seed4", "tfds/cifar10/3.0.2/train-20-per-class-seed3"]
+    assert _entries(root) == [
+        "tfds/cifar10/3.0.2/test-5-per-class-seed4",
+        "tfds/cifar10/3.0.2/train-20-per-class-seed3",
+    ]
     meta = json.loads((root / "tfds/cifar10/3.0.2/train-20-per-class-seed3/meta.json").read_text())
     assert meta["count"] == 200 and meta["image_shape"] == [32, 32, 3]
 
@@ -80,13 +83,29 @@ def test_the_reference_subsets_stay_under_50_mb(data_dir, tmp_path):
 def test_training_with_tensorflow_unimportable_reads_the_cache(data_dir, tmp_path, xla_cache):
     root = tmp_path / "cache"
     load_subsets(data_dir, False, 3, 2, 0, str(root))
-    argv = ["scripts/train.py", "--resize", "32", "--epochs", "1", "--train-per-class", "3", "--test-per-class", "2",
-            "--batch-size", "10", "--data-dir", str(tmp_path / "no-tfds-here"), "--no-download",
-            "--data-cache", str(root), "--workdir", str(tmp_path / "run")]
+    argv = [
+        "scripts/train.py",
+        "--resize",
+        "32",
+        "--epochs",
+        "1",
+        "--train-per-class",
+        "3",
+        "--test-per-class",
+        "2",
+        "--batch-size",
+        "10",
+        "--data-dir",
+        str(tmp_path / "no-tfds-here"),
+        "--no-download",
+        "--data-cache",
+        str(root),
+        "--workdir",
+        str(tmp_path / "run"),
+    ]
     code = BLOCK_TF + f"import runpy\nsys.argv = {argv!r}\nrunpy.run_path('scripts/train.py', run_name='__main__')\n"
     env = dict(os.environ, JAXRESNET_HUGE_PAGES="0", JAX_COMPILATION_CACHE_DIR=xla_cache)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=600)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines()[0] == "Epoch 1/1" and "Test Accuracy:" in done.stdout
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())[0]["epoch"] == 1
@@ -94,8 +113,7 @@ def test_training_with_tensorflow_unimportable_reads_the_cache(data_dir, tmp_pat
     argv[argv.index("--data-cache") + 1] = str(tmp_path / "empty")
     argv[argv.index("--workdir") + 1] = str(tmp_path / "run2")
     code = BLOCK_TF + f"import runpy\nsys.argv = {argv!r}\nrunpy.run_path('scripts/train.py', run_name='__main__')\n"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=600)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert done.returncode == 2, done.stderr[-3000:]
     assert len(done.stderr.strip().splitlines()) == 1 and "no CIFAR-10 under" in done.stderr, done.stderr
 

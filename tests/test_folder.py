@@ -1,6 +1,7 @@
 """--dataset folder:PATH end to end: a small image folder made here (mixed sizes, PNG and JPEG,
 grayscale, RGBA and CMYK, three classes) trains, evaluates and predicts; and each bad folder or
 image is refused in one line."""
+
 import json
 import os
 
@@ -34,8 +35,21 @@ def make_folder(root, per_class=4, test="val"):
     return root
 
 
-ARGS = ["--arch", "resnet18", "--resize", "16", "--store-size", "24", "--epochs", "2", "--batch-size", "6",
-        "--no-progress", "--checkpoint-minutes", "0"]
+ARGS = [
+    "--arch",
+    "resnet18",
+    "--resize",
+    "16",
+    "--store-size",
+    "24",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "6",
+    "--no-progress",
+    "--checkpoint-minutes",
+    "0",
+]
 
 
 def test_an_image_folder_trains_evaluates_and_predicts(tmp_path, run_script):
@@ -43,8 +57,10 @@ def test_an_image_folder_trains_evaluates_and_predicts(tmp_path, run_script):
     workdir = tmp_path / "run"
     trained = run_script("train.py", "--dataset", f"folder:{root}", *ARGS, "--workdir", workdir, check=True)
     assert "Epoch 2/2" in trained.stdout and trained.stdout.count("Test Accuracy") == 2
-    assert f"Data: {root}: 12 training images from 'train', 6 test images from 'val', 3 classes, stored at 24x24" \
+    assert (
+        f"Data: {root}: 12 training images from 'train', 6 test images from 'val', 3 classes, stored at 24x24"
         in trained.stderr
+    )
     saved = json.loads((workdir / "config.json").read_text())
     assert saved["dataset_info"]["class_names"] == list(CLASSES) and saved["dataset_info"]["store_size"] == 24
     assert saved["train_per_class"] is None  # every image by default for a dataset other than CIFAR-10
@@ -69,16 +85,19 @@ def test_an_image_folder_trains_evaluates_and_predicts(tmp_path, run_script):
     bad.write_bytes(b"\x89PNG but not really")
     refused = run_script("predict.py", "--workdir", workdir, images[0], bad)
     assert refused.returncode == 2 and refused.stdout == ""
-    assert refused.stderr.strip().splitlines() == [f"predict.py: error: cannot decode image {bad}: "
-                                                   f"UnidentifiedImageError: "
-                                                   + refused.stderr.split("UnidentifiedImageError: ")[1].strip()]
+    assert refused.stderr.strip().splitlines() == [
+        f"predict.py: error: cannot decode image {bad}: "
+        f"UnidentifiedImageError: " + refused.stderr.split("UnidentifiedImageError: ")[1].strip()
+    ]
 
 
 def test_bad_folders_are_refused_in_one_line_and_leave_nothing(tmp_path, run_script):
     empty = tmp_path / "empty"
     empty.mkdir()
-    for dataset, message in [(f"folder:{empty}", "no train split"),
-                             (f"folder:{tmp_path / 'missing'}", "no such folder")]:
+    for dataset, message in [
+        (f"folder:{empty}", "no train split"),
+        (f"folder:{tmp_path / 'missing'}", "no such folder"),
+    ]:
         proc = run_script("train.py", "--dataset", dataset, *ARGS, "--workdir", tmp_path / "w")
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
@@ -93,8 +112,21 @@ def test_each_bad_folder_or_image_is_named(tmp_path):
     from jaxresnet.training.run import train_run
 
     def refusal(root, **extra):
-        config = TrainConfig(**{**dict(dataset=f"folder:{root}", arch="resnet18", resize=16, store_size=24, epochs=1,
-                                       train_per_class=None, test_per_class=None, data_cache="off"), **extra})
+        config = TrainConfig(
+            **{
+                **dict(
+                    dataset=f"folder:{root}",
+                    arch="resnet18",
+                    resize=16,
+                    store_size=24,
+                    epochs=1,
+                    train_per_class=None,
+                    test_per_class=None,
+                    data_cache="off",
+                ),
+                **extra,
+            }
+        )
         with pytest.raises(DataError) as e:
             train_run(config, str(tmp_path / "w"), out=io.StringIO(), err=io.StringIO())
         assert not os.path.exists(tmp_path / "w")
@@ -108,8 +140,7 @@ def test_each_bad_folder_or_image_is_named(tmp_path):
         f.write(b"not an image at all")
     assert f"cannot decode image {os.path.join(root, 'train', 'dog', 'broken.jpg')}" in refusal(root)
     root = make_folder(str(tmp_path / "c"))
-    assert "6 images per class asked for, but the split holds only 4 of class 'cat'" in \
-        refusal(root, train_per_class=6)
+    assert "6 images per class asked for, but the split holds only 4 of class 'cat'" in refusal(root, train_per_class=6)
     root = make_folder(str(tmp_path / "d"), test="elsewhere")
     assert "no test split" in refusal(root)
     root = make_folder(str(tmp_path / "e"))
@@ -121,7 +152,9 @@ def test_predict_text_lists_each_image_then_its_classes_by_probability():
     from jaxresnet.tools.predict import Prediction
 
     text = Prediction("val/owl/0.png", [("owl", 0.75), ("dog", 0.2), ("cat", 0.05)]).text()
-    assert text.splitlines() == ["val/owl/0.png",
-                                 "  owl               75.00 %",
-                                 "  dog               20.00 %",
-                                 "  cat                5.00 %"]
+    assert text.splitlines() == [
+        "val/owl/0.png",
+        "  owl               75.00 %",
+        "  dog               20.00 %",
+        "  cat                5.00 %",
+    ]

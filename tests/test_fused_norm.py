@@ -1,11 +1,12 @@
 """The fused C++ BatchNorm(+residual)(+ReLU) equals the jax.numpy one, in values, statistics and gradients."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxresnet.native import build as onednn, fused_norm
 from jaxresnet.models.layers import BatchNorm, resolve_norm_impl
+from jaxresnet.native import fused_norm
 from tests.test_onednn import needs_onednn
 
 
@@ -32,12 +33,15 @@ def _reference(x, scale, bias, r, relu, w, eps=1e-5):
 
 
 @needs_onednn
-@pytest.mark.parametrize("shape, residual, relu", [
-    ((8, 9, 9, 16), False, True),    # conv -> BN -> ReLU
-    ((8, 9, 9, 16), True, True),     # the block's second BN: + shortcut, then ReLU
-    ((8, 5, 5, 32), False, False),   # the downsample BN
-    ((3, 7, 24), True, False),       # any rank, rows not a multiple of the thread count
-])
+@pytest.mark.parametrize(
+    "shape, residual, relu",
+    [
+        ((8, 9, 9, 16), False, True),  # conv -> BN -> ReLU
+        ((8, 9, 9, 16), True, True),  # the block's second BN: + shortcut, then ReLU
+        ((8, 5, 5, 32), False, False),  # the downsample BN
+        ((3, 7, 24), True, False),  # any rank, rows not a multiple of the thread count
+    ],
+)
 def test_fused_batch_norm_is_as_exact_as_the_xla_one(shape, residual, relu):
     x, r, w = _inputs(shape)
     c = shape[-1]
@@ -47,9 +51,10 @@ def test_fused_batch_norm_is_as_exact_as_the_xla_one(shape, residual, relu):
     def run(impl):
         def loss(params, x, r):
             y, upd = BatchNorm(impl=impl, momentum=0.0).apply(
-                {"params": params, "batch_stats": stats}, x, r if residual else None, relu=relu,
-                mutable=["batch_stats"])
+                {"params": params, "batch_stats": stats}, x, r if residual else None, relu=relu, mutable=["batch_stats"]
+            )
             return jnp.sum(y * w), (y, upd["batch_stats"])
+
         (_, (y, new)), (dp, dx, dr) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(params, x, r)
         return dict(y=y, mean=new["mean"], var=new["var"], scale=dp["scale"], bias=dp["bias"], x=dx, residual=dr)
 
@@ -93,8 +98,7 @@ def test_auto_fuses_float32_training_on_one_cpu_device_only():
 def test_evaluation_mode_uses_the_running_statistics_whatever_the_impl():
     x, r, _ = _inputs((4, 5, 5, 8))
     variables = BatchNorm().init(jax.random.key(0), x)
-    variables = {"params": variables["params"],
-                 "batch_stats": {"mean": jnp.full(8, 2.0), "var": jnp.full(8, 4.0)}}
+    variables = {"params": variables["params"], "batch_stats": {"mean": jnp.full(8, 2.0), "var": jnp.full(8, 4.0)}}
     y = BatchNorm(use_running_average=True, impl="fused").apply(variables, x, r, relu=True)
     np.testing.assert_allclose(y, jax.nn.relu((x - 2.0) / np.sqrt(4.0 + 1e-5) + r), rtol=1e-5, atol=1e-5)
 
@@ -105,6 +109,7 @@ def test_asking_for_fused_norm_where_it_cannot_build_is_one_line_exit_2(run_scri
     proc = run_script("train.py", "--norm-impl", "fused", "--conv-impl", "xla", "--workdir", tmp_path / "w")
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("train.py: error: --norm-impl fused is unavailable here: "), \
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: --norm-impl fused is unavailable here: "), (
         proc.stderr
+    )
     assert not (tmp_path / "w").exists()

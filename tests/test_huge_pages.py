@@ -1,4 +1,5 @@
 """The restart onto transparent huge pages: when it happens, and that it keeps the program's arguments."""
+
 import os
 import subprocess
 import sys
@@ -33,8 +34,13 @@ def _run(tmp_path, **env):
     script.write_text(PROGRAM)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     environ = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "JAXRESNET_HUGE_PAGES")}
-    done = subprocess.run([sys.executable, "-u", str(script), "--resize", "128", "a b"], capture_output=True,
-                          text=True, env={**environ, "PYTHONPATH": root, **env}, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-u", str(script), "--resize", "128", "a b"],
+        capture_output=True,
+        text=True,
+        env={**environ, "PYTHONPATH": root, **env},
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -44,5 +50,7 @@ def test_restart_sets_the_tunable_keeps_the_arguments_and_can_be_turned_off(tmp_
     assert _run(tmp_path) == f"{expect} ['--resize', '128', 'a b']"
     assert _run(tmp_path, JAXRESNET_HUGE_PAGES="0") == "None ['--resize', '128', 'a b']"
     if huge_pages.wanted({}):
-        assert _run(tmp_path, GLIBC_TUNABLES="glibc.malloc.arena_max=2") == \
-            "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1 ['--resize', '128', 'a b']"
+        assert (
+            _run(tmp_path, GLIBC_TUNABLES="glibc.malloc.arena_max=2")
+            == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1 ['--resize', '128', 'a b']"
+        )

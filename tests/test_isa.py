@@ -5,6 +5,7 @@ CPU gets (most machines without a GPU: AMD Zen 2/3, Intel's desktop and laptop C
 where oneDNN 3.2's gemm convolutions once crashed every run. Each check is a subprocess with the
 cap set; the verdicts of the native probe are kept per cap, so each one checks its passes anew.
 """
+
 import json
 import os
 import subprocess
@@ -15,8 +16,21 @@ import pytest
 from tests.conftest import ROOT
 from tests.test_onednn import needs_onednn
 
-SMALL_RUN = ("--resize", "32", "--epochs", "1", "--train-per-class", "12", "--test-per-class", "5",
-             "--batch-size", "16", "--seed", "0", "--no-download")
+SMALL_RUN = (
+    "--resize",
+    "32",
+    "--epochs",
+    "1",
+    "--train-per-class",
+    "12",
+    "--test-per-class",
+    "5",
+    "--batch-size",
+    "16",
+    "--seed",
+    "0",
+    "--no-download",
+)
 
 
 def _capped(isa: str, **env) -> dict:
@@ -25,9 +39,14 @@ def _capped(isa: str, **env) -> dict:
 
 @needs_onednn
 def test_the_native_tests_pass_under_avx2():
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                           "tests/test_onednn.py"],
-                          capture_output=True, text=True, timeout=900, cwd=ROOT, env=_capped("AVX2"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "tests/test_onednn.py"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env=_capped("AVX2"),
+    )
     assert done.returncode == 0, done.stdout[-4000:]
     assert " passed" in done.stdout.strip().splitlines()[-1] and "failed" not in done.stdout
 
@@ -40,7 +59,9 @@ def test_a_training_run_under_a_smaller_isa_prints_its_epoch(run_script, data_di
     proc = run_script("train.py", *SMALL_RUN, "--data-dir", data_dir, "--workdir", tmp_path / "w")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    assert lines[0] == "Epoch 1/1" and lines[1].startswith("Train Accuracy: ") and lines[2].startswith("Test Accuracy: ")
+    assert (
+        lines[0] == "Epoch 1/1" and lines[1].startswith("Train Accuracy: ") and lines[2].startswith("Test Accuracy: ")
+    )
     assert "warning" not in proc.stderr  # float32: oneDNN serves every pass under either cap
     assert len(json.load(open(tmp_path / "w" / "metrics.json"))) == 1
 
@@ -49,14 +70,19 @@ def test_a_training_run_under_a_smaller_isa_prints_its_epoch(run_script, data_di
 def test_bfloat16_under_avx2_trains_on_xla_with_one_warning(run_script, data_dir, tmp_path, monkeypatch):
     for key, value in _capped("AVX2").items():
         monkeypatch.setenv(key, value)
-    proc = run_script("train.py", *SMALL_RUN, "--dtype", "bfloat16", "--data-dir", data_dir,
-                      "--workdir", tmp_path / "w")
+    proc = run_script(
+        "train.py", *SMALL_RUN, "--dtype", "bfloat16", "--data-dir", data_dir, "--workdir", tmp_path / "w"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[0] == "Epoch 1/1"
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1, proc.stderr
-    assert warnings[0].startswith("warning: ") and "convolution passes run on XLA instead of oneDNN on this CPU " \
-        "(slower): no oneDNN kernel for this CPU: forward of conv 7x7 3->64 stride 2 on 16x32x32 bfloat16" in warnings[0]
+    assert (
+        warnings[0].startswith("warning: ")
+        and "convolution passes run on XLA instead of oneDNN on this CPU "
+        "(slower): no oneDNN kernel for this CPU: forward of conv 7x7 3->64 stride 2 on 16x32x32 bfloat16"
+        in warnings[0]
+    )
 
 
 @needs_onednn
@@ -69,6 +95,8 @@ def test_a_layer_whose_kernel_crashes_here_costs_speed_not_the_run(run_script, d
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[0] == "Epoch 1/1"
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
-    assert warnings == ["warning: 1 convolution pass runs on XLA instead of oneDNN on this CPU (slower): "
-                        f"its check crashed (SIGSEGV): {label}"], proc.stderr
+    assert warnings == [
+        "warning: 1 convolution pass runs on XLA instead of oneDNN on this CPU (slower): "
+        f"its check crashed (SIGSEGV): {label}"
+    ], proc.stderr
     assert len(json.load(open(tmp_path / "w" / "metrics.json"))) == 1

@@ -6,19 +6,28 @@ import pytest
 from jaxresnet.models.layers import Conv
 
 
-@pytest.mark.parametrize("shape, kernel, stride, pad, features", [
-    ((2, 2, 2, 32), (3, 3), 1, 1, 16),    # the shape XLA:CPU is slow on
-    ((2, 1, 1, 32), (3, 3), 1, 1, 16),    # layer4 at --resize 16
-    ((2, 3, 3, 16), (3, 3), 2, 1, 32),    # into layer4 at --resize 32
-    ((2, 9, 9, 8), (3, 3), 2, 1, 16),
-    ((2, 32, 32, 3), (7, 7), 2, 5, 8),    # the reference stem
-    ((2, 8, 8, 16), (1, 1), 2, 0, 32),    # a downsample projection
-])
+@pytest.mark.parametrize(
+    "shape, kernel, stride, pad, features",
+    [
+        ((2, 2, 2, 32), (3, 3), 1, 1, 16),  # the shape XLA:CPU is slow on
+        ((2, 1, 1, 32), (3, 3), 1, 1, 16),  # layer4 at --resize 16
+        ((2, 3, 3, 16), (3, 3), 2, 1, 32),  # into layer4 at --resize 32
+        ((2, 9, 9, 8), (3, 3), 2, 1, 16),
+        ((2, 32, 32, 3), (7, 7), 2, 5, 8),  # the reference stem
+        ((2, 8, 8, 16), (1, 1), 2, 0, 32),  # a downsample projection
+    ],
+)
 @pytest.mark.parametrize("impl", ["im2col", "dense"])
 def test_matmul_convs_match_xla_conv_and_its_gradients(shape, kernel, stride, pad, features, impl):
     x = jax.random.normal(jax.random.key(0), shape)
-    kw = dict(features=features, kernel_size=kernel, strides=(stride, stride),
-              padding=((pad, pad), (pad, pad)), use_bias=True, weight_init="torch")
+    kw = dict(
+        features=features,
+        kernel_size=kernel,
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=True,
+        weight_init="torch",
+    )
     xla, im2col = Conv(**kw, impl="xla"), Conv(**kw, impl=impl)
     variables = xla.init(jax.random.key(1), x)
 
@@ -34,8 +43,8 @@ def test_matmul_convs_match_xla_conv_and_its_gradients(shape, kernel, stride, pa
 
 
 def test_without_onednn_auto_picks_matmul_forms_on_cpu_for_small_maps(monkeypatch):
-    from jaxresnet.native import build as onednn
     from jaxresnet.models.layers import resolve_conv_impl
+    from jaxresnet.native import build as onednn
 
     monkeypatch.setattr(onednn, "available", lambda: False)
 

@@ -1,4 +1,5 @@
 """scripts/measure.py --quick: every figure the full measurement reports, at small settings."""
+
 import json
 
 from jaxresnet.tools.measure import markdown
@@ -6,8 +7,17 @@ from jaxresnet.tools.measure import markdown
 
 def test_quick_measure_reports_every_figure(run_script, data_dir, tmp_path):
     out = tmp_path / "measured"
-    proc = run_script("measure.py", out, "--quick", "--data-dir", data_dir, "--data-cache", tmp_path / "cache",
-                      check=True, timeout=900)
+    proc = run_script(
+        "measure.py",
+        out,
+        "--quick",
+        "--data-dir",
+        data_dir,
+        "--data-cache",
+        tmp_path / "cache",
+        check=True,
+        timeout=900,
+    )
     result = json.loads((out / "measure.json").read_text())
     env = result["environment"]
     assert env["backend"] == "cpu" and env["torch"] and env["jax"]
@@ -32,16 +42,45 @@ def test_quick_measure_reports_every_figure(run_script, data_dir, tmp_path):
 
 
 def test_the_table_says_what_is_absent():
-    result = {"environment": {"device": "cpu", "backend": "cpu", "device_count": 1, "jax": "0.x", "torch": None,
-                              "tensorflow": None},
-              "quick": False, "total_s": 1.0,
-              "benchmarks": [{"resize": 128, "dtype": "float32", "batch_size": 32, "jax_train_images_per_s": 20.0,
-                              "torch_train_images_per_s": None, "train_ratio": None, "jax_eval_images_per_s": 60.0,
-                              "torch_eval_images_per_s": None, "jax_compile_s": 3.0, "jax_train_gflops_per_s": 150.0}],
-              "reference_run": {"config": {"resize": 128, "train_per_class": 500, "test_per_class": None},
-                                "epochs": 10, "wall_s": 9.0, "compile_s": 2.0, "train_s": 5.0, "score_s": 2.0,
-                                "steady_epoch_s": 0.7, "final_test_accuracy": 43.0, "best_test_accuracy": 45.0,
-                                "device_peak_mb": 4000.0, "host_peak_rss_mb": 2000.0}}
+    result = {
+        "environment": {
+            "device": "cpu",
+            "backend": "cpu",
+            "device_count": 1,
+            "jax": "0.x",
+            "torch": None,
+            "tensorflow": None,
+        },
+        "quick": False,
+        "total_s": 1.0,
+        "benchmarks": [
+            {
+                "resize": 128,
+                "dtype": "float32",
+                "batch_size": 32,
+                "jax_train_images_per_s": 20.0,
+                "torch_train_images_per_s": None,
+                "train_ratio": None,
+                "jax_eval_images_per_s": 60.0,
+                "torch_eval_images_per_s": None,
+                "jax_compile_s": 3.0,
+                "jax_train_gflops_per_s": 150.0,
+            }
+        ],
+        "reference_run": {
+            "config": {"resize": 128, "train_per_class": 500, "test_per_class": None},
+            "epochs": 10,
+            "wall_s": 9.0,
+            "compile_s": 2.0,
+            "train_s": 5.0,
+            "score_s": 2.0,
+            "steady_epoch_s": 0.7,
+            "final_test_accuracy": 43.0,
+            "best_test_accuracy": 45.0,
+            "device_peak_mb": 4000.0,
+            "host_peak_rss_mb": 2000.0,
+        },
+    }
     table = markdown(result)
     assert "torch absent, TensorFlow absent" in table
     assert "| 128 | float32 | 32 | 20.0 | - | - | 60.0 | - | 3.0 | 150 |" in table

@@ -11,12 +11,15 @@ def n_params(model, size=32):
     return sum(x.size for x in jax.tree.leaves(v["params"]))
 
 
-@pytest.mark.parametrize("model, expected", [
-    (ResNet34(num_classes=10), 21_351_690),   # the reference's printout
-    # torchvision's resnet18/50 without their 1000-way fc, plus the stem bias and the 2-layer head.
-    (ResNet18(num_classes=10), 11_243_530),
-    (ResNet50(num_classes=10), 23_771_658),
-])
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        (ResNet34(num_classes=10), 21_351_690),  # the reference's printout
+        # torchvision's resnet18/50 without their 1000-way fc, plus the stem bias and the 2-layer head.
+        (ResNet18(num_classes=10), 11_243_530),
+        (ResNet50(num_classes=10), 23_771_658),
+    ],
+)
 def test_parameter_counts(model, expected):
     assert n_params(model) == expected
 

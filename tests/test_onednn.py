@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxresnet.native import build as onednn, onednn_conv, probe
 from jaxresnet.models.layers import Conv, resolve_conv_impl
+from jaxresnet.native import build as onednn
+from jaxresnet.native import onednn_conv, probe
 
 # Where the oneDNN wheels exist, the custom calls must build: a skip there would hide a regression.
 ONEDNN_PLATFORM = sys.platform == "linux" and platform.machine() == "x86_64"
@@ -23,17 +24,26 @@ def test_onednn_builds_here():
 
 
 @needs_onednn
-@pytest.mark.parametrize("shape, kernel, stride, pad, features", [
-    ((4, 9, 9, 16), (3, 3), 1, 1, 32),
-    ((4, 9, 9, 16), (3, 3), 2, 1, 32),     # 9 -> 5: the first block of a stage
-    ((4, 32, 32, 3), (7, 7), 2, 5, 16),    # the stem: 37 padded rows, the last 5 unused
-    ((4, 8, 8, 16), (1, 1), 2, 0, 32),     # a downsample projection
-    ((4, 2, 2, 32), (3, 3), 1, 1, 16),     # a map smaller than the kernel
-])
+@pytest.mark.parametrize(
+    "shape, kernel, stride, pad, features",
+    [
+        ((4, 9, 9, 16), (3, 3), 1, 1, 32),
+        ((4, 9, 9, 16), (3, 3), 2, 1, 32),  # 9 -> 5: the first block of a stage
+        ((4, 32, 32, 3), (7, 7), 2, 5, 16),  # the stem: 37 padded rows, the last 5 unused
+        ((4, 8, 8, 16), (1, 1), 2, 0, 32),  # a downsample projection
+        ((4, 2, 2, 32), (3, 3), 1, 1, 16),  # a map smaller than the kernel
+    ],
+)
 def test_onednn_conv_matches_xla_conv_and_its_gradients(shape, kernel, stride, pad, features):
     x = jax.random.normal(jax.random.key(0), shape)
-    kw = dict(features=features, kernel_size=kernel, strides=(stride, stride),
-              padding=((pad, pad), (pad, pad)), use_bias=True, weight_init="torch")
+    kw = dict(
+        features=features,
+        kernel_size=kernel,
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=True,
+        weight_init="torch",
+    )
     xla, dnn = Conv(**kw, impl="xla"), Conv(**kw, impl="onednn")
     variables = xla.init(jax.random.key(1), x)
 
@@ -55,7 +65,6 @@ def test_two_network_passes_in_one_program_are_the_passes_run_alone():
     library scratchpad (the creating thread's buffer, looked up on the executing one) made both wrong
     (logits off by up to 4.6; flip-TTA test accuracy 67.67 % for a checkpoint that scores 76.93 %).
     Both passes of one program must equal each pass run alone."""
-    from jaxresnet.models import ResNet34
 
     # Concurrent, as XLA would run them without the library's one-at-a-time default: the
     # scratchpad itself must make them right.
@@ -90,17 +99,23 @@ def _two_passes_match_one():
 def test_onednn_bfloat16_conv_is_the_float32_conv_to_bfloat16_rounding():
     x = jax.random.normal(jax.random.key(0), (8, 9, 9, 32))
     w = jax.random.normal(jax.random.key(1), (3, 3, 32, 64)) / 17
-    conv = lambda x, w: onednn_conv.conv(x, w, (1, 1), ((1, 1), (1, 1)))
-    exact = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def conv(x, w):
+        return onednn_conv.conv(x, w, (1, 1), ((1, 1), (1, 1)))
+
+    exact = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
     y = jax.jit(conv)(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
     assert y.dtype == jnp.bfloat16
     err = float(jnp.max(jnp.abs(y.astype(jnp.float32) - exact)) / jnp.max(jnp.abs(exact)))
     assert 1e-4 < err < 2e-2  # really computed in bfloat16, and only that far off
     dw = jax.jit(jax.grad(lambda w: jnp.sum(conv(x.astype(jnp.bfloat16), w).astype(jnp.float32))))(
-        w.astype(jnp.bfloat16))
-    dw_exact = jax.grad(lambda w: jnp.sum(jax.lax.conv_general_dilated(
-        x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))))(w)
+        w.astype(jnp.bfloat16)
+    )
+    dw_exact = jax.grad(
+        lambda w: jnp.sum(
+            jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        )
+    )(w)
     np.testing.assert_allclose(dw.astype(jnp.float32), dw_exact, rtol=0, atol=2e-2 * float(jnp.max(jnp.abs(dw_exact))))
 
 
@@ -124,8 +139,11 @@ DIMS = (4, 9, 9, 16, 5, 5, 32, 3, 3, 2, 2, 1, 1, 1, 1)
 
 @needs_onednn
 def test_the_probe_passes_each_pass_of_a_sound_kernel_and_names_what_it_ran():
-    for kind, name in (("forward", "forward"), ("backward_data", "input gradient"),
-                       ("backward_weights", "weight gradient")):
+    for kind, name in (
+        ("forward", "forward"),
+        ("backward_data", "input gradient"),
+        ("backward_weights", "weight gradient"),
+    ):
         for bf16 in (False, True):
             v = probe.verdict(kind, DIMS, bf16)
             dtype = "bfloat16" if bf16 else "float32"
@@ -157,13 +175,11 @@ print(native_fallback_report())
 
 
 @needs_onednn
-@pytest.mark.parametrize("fault, reason", [("crash", "its check crashed (SIGSEGV)"),
-                                           ("wrong", probe.WRONG)])
+@pytest.mark.parametrize("fault, reason", [("crash", "its check crashed (SIGSEGV)"), ("wrong", probe.WRONG)])
 def test_a_pass_that_crashes_or_miscomputes_on_this_cpu_runs_on_xla_with_one_warning(tmp_path, fault, reason):
     label = "weight gradient of conv 3x3 16->32 stride 2 on 4x9x9 float32"
     env = dict(os.environ, JAXRESNET_ONEDNN_FAULT=f"{fault}:{label}", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", FAULT % (DIMS,)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", FAULT % (DIMS,)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     worst, verdicts, warning, again = done.stdout.strip().splitlines()
     assert float(worst) < 1e-4  # the gradients are XLA's where oneDNN was refused, right everywhere
@@ -171,7 +187,7 @@ def test_a_pass_that_crashes_or_miscomputes_on_this_cpu_runs_on_xla_with_one_war
     expected = f"1 convolution pass runs on XLA instead of oneDNN on this CPU (slower): {reason}: {label}"
     assert warning.startswith(expected) and again == "None", warning
     if fault == "wrong":
-        assert warning[len(expected):].startswith(" (off by ")
+        assert warning[len(expected) :].startswith(" (off by ")
 
 
 def test_the_warning_groups_passes_by_reason_and_names_a_reason_once(monkeypatch):
@@ -183,15 +199,18 @@ def test_the_warning_groups_passes_by_reason_and_names_a_reason_once(monkeypatch
     probe._verdicts.update({str(i): V(False, f"pass {i}", probe.NO_KERNEL, "") for i in range(5)})
     probe._verdicts["ok"] = V(True, "pass ok", "", "jit:avx2")
     probe._verdicts["c"] = V(False, "pass c", "its check crashed (SIGSEGV)", "")
-    assert probe.report() == ("6 convolution passes run on XLA instead of oneDNN on this CPU (slower): "
-                              f"{probe.NO_KERNEL}: pass 0; pass 1; pass 2 and 2 more | "
-                              "its check crashed (SIGSEGV): pass c")
+    assert probe.report() == (
+        "6 convolution passes run on XLA instead of oneDNN on this CPU (slower): "
+        f"{probe.NO_KERNEL}: pass 0; pass 1; pass 2 and 2 more | "
+        "its check crashed (SIGSEGV): pass c"
+    )
     assert probe.report() is None
     probe._verdicts["5"] = V(False, "pass 5", probe.NO_KERNEL, "")  # a reason already named
     assert probe.report() is None
     probe._verdicts["f"] = V(False, "pass f", probe.FAILED, "out of memory")
-    assert probe.report() == ("1 convolution pass runs on XLA instead of oneDNN on this CPU (slower): "
-                              f"{probe.FAILED}: pass f")
+    assert probe.report() == (
+        f"1 convolution pass runs on XLA instead of oneDNN on this CPU (slower): {probe.FAILED}: pass f"
+    )
 
 
 @needs_onednn
@@ -223,8 +242,7 @@ def test_a_failed_build_names_the_cause_and_auto_falls_back_to_xla(tmp_path):
         "print(resolve_conv_impl('auto', (32, 33, 33, 64), (3, 3), (1, 1), ((1, 1), (1, 1))),\n"
         "      resolve_norm_impl('auto', (32, 33, 33, 64)))\n"
     )
-    env = {"CXX": "/bin/false", "JAXRESNET_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin",
-           "JAX_PLATFORMS": "cpu"}
+    env = {"CXX": "/bin/false", "JAXRESNET_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.strip().splitlines()[-2:]
@@ -241,8 +259,9 @@ def test_asking_for_onednn_where_it_cannot_build_is_one_line_exit_2(run_script, 
     proc = run_script("train.py", "--conv-impl", "onednn", "--workdir", tmp_path / "w")
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("train.py: error: --conv-impl onednn is unavailable here: "), \
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: --conv-impl onednn is unavailable here: "), (
         proc.stderr
+    )
     assert not (tmp_path / "w").exists()
 
 

@@ -1,4 +1,5 @@
 """scripts/compare.py: overlay runs' accuracy curves (the work is `jaxresnet.tools.compare`)."""
+
 from __future__ import annotations
 
 import sys
@@ -7,8 +8,9 @@ from jaxresnet.cli.args import ArgumentParser
 
 
 def main(argv: list[str]) -> int:
-    p = ArgumentParser(prog="compare.py",
-                       description="Overlay the accuracy curves of runs (JAX and torch, one or more seeds each).")
+    p = ArgumentParser(
+        prog="compare.py", description="Overlay the accuracy curves of runs (JAX and torch, one or more seeds each)."
+    )
     p.add_argument("runs", nargs="+", help="run folders (each with metrics.json and config.json)")
     p.add_argument("--output", default="compare.png", help="PNG to write (default %(default)s)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")

@@ -1,4 +1,5 @@
 """scripts/evaluate.py: score a checkpoint of a run (the work is `jaxresnet.tools.evaluate`)."""
+
 from __future__ import annotations
 
 import sys
@@ -9,8 +10,9 @@ from jaxresnet.cli.args import ArgumentParser, quiet_libraries
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="evaluate.py", description="Score a checkpoint of a run on the test split.")
     p.add_argument("--workdir", required=True, help="the run's folder (holds checkpoints/)")
-    p.add_argument("--checkpoint", default="best",
-                   help="best (highest test accuracy), latest, or an epoch number (default best)")
+    p.add_argument(
+        "--checkpoint", default="best", help="best (highest test accuracy), latest, or an epoch number (default best)"
+    )
     p.add_argument("--data-dir", default=None, help="default: the run's own --data-dir")
     p.add_argument("--no-download", dest="download", action="store_false", default=None)
     p.add_argument("--data-cache", default=None, help="default: the run's own --data-cache")
@@ -26,15 +28,21 @@ def main(argv: list[str]) -> int:
     if args.batch_size < 1:
         parser.error(f"--batch-size must be an integer >= 1, got {args.batch_size}")
 
-    from jaxresnet.training.checkpoint import CheckpointError
     from jaxresnet.data import DataError
     from jaxresnet.tools.evaluate import evaluate_checkpoint
+    from jaxresnet.training.checkpoint import CheckpointError
 
     open_run(parser, args.workdir)
     try:
-        report = evaluate_checkpoint(args.workdir, which, data_dir=args.data_dir, download=args.download,
-                                     data_cache=args.data_cache,
-                                     batch_size=args.batch_size, output=args.output)
+        report = evaluate_checkpoint(
+            args.workdir,
+            which,
+            data_dir=args.data_dir,
+            download=args.download,
+            data_cache=args.data_cache,
+            batch_size=args.batch_size,
+            output=args.output,
+        )
     except (CheckpointError, DataError) as e:
         parser.error(str(e))
     print(report.text())

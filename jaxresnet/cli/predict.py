@@ -1,4 +1,5 @@
 """scripts/predict.py: a trained run's top-5 classes for new images (the work is `jaxresnet.tools.predict`)."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,11 @@ def main(argv: list[str]) -> int:
     except (CheckpointError, DataError) as e:
         parser.error(str(e))
     if args.json:
-        json.dump({"workdir": args.workdir, "checkpoint_epoch": epoch,
-                   "predictions": [p.to_json() for p in predictions]}, sys.stdout, indent=2)
+        json.dump(
+            {"workdir": args.workdir, "checkpoint_epoch": epoch, "predictions": [p.to_json() for p in predictions]},
+            sys.stdout,
+            indent=2,
+        )
         print()
     else:
         print("\n".join(p.text() for p in predictions))

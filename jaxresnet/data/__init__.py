@@ -9,12 +9,26 @@
 - `preprocess`: what runs on the device inside the jitted steps (resize, normalise); per-step
   augmentations belong there too.
 """
+
 from jaxresnet.data.cifar10 import CLASS_NAMES, MEAN, NUM_CLASSES, STD, load_cifar10
+from jaxresnet.data.datasets import CIFAR10, DatasetInfo
 from jaxresnet.data.preprocess import preprocess
 from jaxresnet.data.split import DataError, Split
-from jaxresnet.data.datasets import CIFAR10, DatasetInfo
 from jaxresnet.data.subsets import balanced_subset, load_dataset, load_subsets, load_test_subset
 
-__all__ = ["CIFAR10", "CLASS_NAMES", "MEAN", "NUM_CLASSES", "STD", "DataError", "DatasetInfo", "Split",
-           "balanced_subset", "load_dataset",
-           "load_cifar10", "load_subsets", "load_test_subset", "preprocess"]
+__all__ = [
+    "CIFAR10",
+    "CLASS_NAMES",
+    "MEAN",
+    "NUM_CLASSES",
+    "STD",
+    "DataError",
+    "DatasetInfo",
+    "Split",
+    "balanced_subset",
+    "load_dataset",
+    "load_cifar10",
+    "load_subsets",
+    "load_test_subset",
+    "preprocess",
+]

@@ -13,6 +13,7 @@ a DataError; it is never used. Entries are written to a temporary folder and ren
 process leaves no half entry. The root: --data-cache DIR, else $JAXRESNET_DATA_CACHE, else
 ~/.cache/jaxresnet/data; "off" turns the cache off.
 """
+
 from __future__ import annotations
 
 import errno
@@ -21,8 +22,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -78,8 +79,9 @@ def read(folder: Path) -> Split:
             raise DataError(f"data cache entry {folder} is damaged: {name} is missing")
         size, crc = expected[name]
         if path.stat().st_size != size:
-            raise DataError(f"data cache entry {folder} is damaged: {name} has {path.stat().st_size} bytes, "
-                            f"{size} were written")
+            raise DataError(
+                f"data cache entry {folder} is damaged: {name} has {path.stat().st_size} bytes, {size} were written"
+            )
         if crc32(path) != crc:
             raise DataError(f"data cache entry {folder} is damaged: {name} has changed since it was written")
     images, labels = np.load(folder / "images.npy"), np.load(folder / "labels.npy")
@@ -106,20 +108,31 @@ def write(folder: Path, split: Split, info: dict) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and folder.is_dir():
             return  # another process (a multi-process run) wrote the same entry first
-        print(f"warning: cannot write the data cache at {folder} ({e.strerror or e}); continuing without it",
-              file=sys.stderr)
+        print(
+            f"warning: cannot write the data cache at {folder} ({e.strerror or e}); continuing without it",
+            file=sys.stderr,
+        )
 
 
-def load(root: Path | None, *, source: str, dataset: str, version: str | None, split: str, subset: str,
-         build: Callable[[], Split]) -> Split:
+def load(
+    root: Path | None,
+    *,
+    source: str,
+    dataset: str,
+    version: str | None,
+    split: str,
+    subset: str,
+    build: Callable[[], Split],
+) -> Split:
     """The split from the cache, or from `build()` (then cached). `version` None means the source is
     not on this machine: the newest cached version serves, and without one `build()` must download
     (or raise DataError saying the data is missing); what it returns is not cached, having no version."""
     if root is None:
         return build()
     if version is None:
-        versions = [v for v in cached_versions(root, source, dataset)
-                    if entry(root, source, dataset, v, split, subset).is_dir()]
+        versions = [
+            v for v in cached_versions(root, source, dataset) if entry(root, source, dataset, v, split, subset).is_dir()
+        ]
         if not versions:
             return build()
         version = versions[0]
@@ -131,6 +144,5 @@ def load(root: Path | None, *, source: str, dataset: str, version: str | None, s
         except DataError as e:
             print(f"warning: {e}; rebuilding it from the source", file=sys.stderr)
     result = build()
-    write(folder, result, {"source": source, "dataset": dataset, "version": version, "split": split,
-                           "subset": subset})
+    write(folder, result, {"source": source, "dataset": dataset, "version": version, "split": split, "subset": subset})
     return result

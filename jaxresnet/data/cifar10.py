@@ -3,6 +3,7 @@
 Decoding goes through TensorFlow (hidden from the GPUs, so it never takes accelerator memory); a
 process keeps each split it has read.
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,8 +13,7 @@ import numpy as np
 
 from jaxresnet.data.split import DataError, Split
 
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck")
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NUM_CLASSES = len(CLASS_NAMES)
 # Per-channel statistics of the CIFAR-10 training set (original binary release), on a [0, 1] scale.
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -51,12 +51,13 @@ def _load_cifar10(split: str, data_dir: str, download: bool) -> Split:
         tf = _tensorflow_without_gpus()
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise DataError(f"reading CIFAR-10 from {data_dir} needs tensorflow-datasets, which cannot be imported "
-                        f"({e}); install it, or give --data-cache a folder that holds this run's data") from e
+        raise DataError(
+            f"reading CIFAR-10 from {data_dir} needs tensorflow-datasets, which cannot be imported "
+            f"({e}); install it, or give --data-cache a folder that holds this run's data"
+        ) from e
 
     try:
-        ds = tfds.load("cifar10", split=split, data_dir=data_dir, download=download,
-                       batch_size=-1, as_supervised=True)
+        ds = tfds.load("cifar10", split=split, data_dir=data_dir, download=download, batch_size=-1, as_supervised=True)
     except (tfds.core.registered.DatasetNotFoundError, AssertionError, FileNotFoundError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot read CIFAR-10 from {data_dir}: {first}") from e
@@ -64,8 +65,10 @@ def _load_cifar10(split: str, data_dir: str, download: bool) -> Split:
         if not download:
             raise
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise DataError(f"could not download CIFAR-10 into {data_dir} ({type(e).__name__}: {first}); "
-                        f"point --data-dir at a prepared copy, or use --no-download") from e
+        raise DataError(
+            f"could not download CIFAR-10 into {data_dir} ({type(e).__name__}: {first}); "
+            f"point --data-dir at a prepared copy, or use --no-download"
+        ) from e
     images, labels = tfds.as_numpy(ds)
     del tf
     images, labels = np.asarray(images, np.uint8), np.asarray(labels, np.int32)

@@ -11,6 +11,7 @@ Bad folders are refused before anything is decoded, naming what is wrong: no suc
 split, no test split, a class folder without images, classes that differ between the splits; an
 image that cannot be decoded is named by its file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,7 @@ def is_folder(dataset: str) -> bool:
 
 
 def folder_path(dataset: str) -> str:
-    return os.path.abspath(os.path.expanduser(dataset[len(PREFIX):]))
+    return os.path.abspath(os.path.expanduser(dataset[len(PREFIX) :]))
 
 
 def survey(root: str) -> tuple[str, tuple[str, ...], dict[str, int]]:
@@ -55,13 +56,17 @@ def survey(root: str) -> tuple[str, tuple[str, ...], dict[str, int]]:
         for name in names:
             images = [f for f in os.listdir(os.path.join(folder, name)) if f.lower().endswith(IMAGE_EXTENSIONS)]
             if not images:
-                raise DataError(f"--dataset folder:{root}: class folder {os.path.join(folder, name)} has no "
-                                f"images ({', '.join(IMAGE_EXTENSIONS)})")
+                raise DataError(
+                    f"--dataset folder:{root}: class folder {os.path.join(folder, name)} has no "
+                    f"images ({', '.join(IMAGE_EXTENSIONS)})"
+                )
             counts[split] = counts.get(split, 0) + len(images)
         classes[split] = tuple(names)
     if classes["train"] != classes[test]:
-        raise DataError(f"--dataset folder:{root}: the classes of train ({', '.join(classes['train'])}) and "
-                        f"{test} ({', '.join(classes[test])}) differ")
+        raise DataError(
+            f"--dataset folder:{root}: the classes of train ({', '.join(classes['train'])}) and "
+            f"{test} ({', '.join(classes[test])}) differ"
+        )
     return test, classes["train"], counts
 
 

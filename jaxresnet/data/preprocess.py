@@ -4,6 +4,7 @@ Images stay uint8 at their stored size on the accelerator (5,000 CIFAR-10 train 
 nothing is resized or normalised on the host each epoch. Augmentations that run per step belong
 beside this, as functions of (images, key) traced into the step.
 """
+
 from __future__ import annotations
 
 import jax

@@ -1,4 +1,5 @@
 """What every data source returns: a split as host numpy arrays, and the error for missing data."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,5 +19,5 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def take(self, index: np.ndarray) -> "Split":
+    def take(self, index: np.ndarray) -> Split:
         return Split(self.images[index], self.labels[index])

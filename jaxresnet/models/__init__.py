@@ -6,6 +6,7 @@
   is computed on each backend (`resolve_conv_impl`, `resolve_norm_impl`). A new formulation of a
   layer is chosen there; native CPU kernels come through `jaxresnet.native`'s door only.
 """
+
 from jaxresnet.models.resnet import ARCHS, BasicBlock, BottleneckBlock, ResNet, ResNet18, ResNet34, ResNet50
 
 __all__ = ["ARCHS", "BasicBlock", "BottleneckBlock", "ResNet", "ResNet18", "ResNet34", "ResNet50"]

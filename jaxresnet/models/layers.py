@@ -3,14 +3,16 @@
 The parameter names and layouts match flax's own `nn.Conv` / `nn.BatchNorm` (`kernel` HWIO, `bias`,
 `scale`, batch_stats `mean`/`var`), so checkpoints and converters do not care which one built a model.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 import numpy as np
 
 from jaxresnet import native
@@ -50,8 +52,11 @@ class BatchNorm(nn.Module):
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), self.param_dtype))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), self.param_dtype))
         dtype = self.dtype or x.dtype
-        if not self.use_running_average and not self.is_initializing() and resolve_norm_impl(
-                self.impl, x.shape, x.dtype, dtype, residual) == "fused":
+        if (
+            not self.use_running_average
+            and not self.is_initializing()
+            and resolve_norm_impl(self.impl, x.shape, x.dtype, dtype, residual) == "fused"
+        ):
             y, mean, var = native.batch_norm(x, scale, bias, residual, relu, self.epsilon)
             self._update_running(ra_mean, ra_var, mean, var, x.shape)
             return y
@@ -225,8 +230,11 @@ class Conv(nn.Module):
         x = x.astype(dtype)
         kernel = kernel.astype(dtype)
         # Initialising only needs the shapes: XLA's convolution, not a native check of a 1-image batch.
-        impl = "xla" if self.is_initializing() else resolve_conv_impl(
-            self.impl, x.shape, self.kernel_size, self.strides, self.padding, dtype)
+        impl = (
+            "xla"
+            if self.is_initializing()
+            else resolve_conv_impl(self.impl, x.shape, self.kernel_size, self.strides, self.padding, dtype)
+        )
         if impl == "im2col":
             cols = _im2col(x, self.kernel_size, self.strides, self.padding)
             y = jnp.dot(cols, kernel.reshape(kh * kw * in_features, self.features))
@@ -236,7 +244,10 @@ class Conv(nn.Module):
             y = native.conv(x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding))
         else:
             y = jax.lax.conv_general_dilated(
-                x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding),
+                x,
+                kernel,
+                tuple(self.strides),
+                tuple(tuple(p) for p in self.padding),
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
             )
         if self.use_bias:
@@ -308,8 +319,11 @@ def resolve_conv_impl(impl: str, in_shape, kernel_size, strides, padding, dtype=
         return "dense"  # beats oneDNN too: 183 against 173 img/s at --resize 32
     # oneDNN's custom call has no partitioning rule; under a multi-device CPU mesh (a test setup)
     # XLA would gather every batch onto each device, so the XLA-native forms are used there.
-    if jax.device_count() == 1 and native.conv_supports(in_shape, kernel_size, strides, padding, dtype) \
-            and native.available():
+    if (
+        jax.device_count() == 1
+        and native.conv_supports(in_shape, kernel_size, strides, padding, dtype)
+        and native.available()
+    ):
         return "onednn"
     if (kh, kw) == (1, 1):
         return "im2col"  # a strided slice and a matmul: never slower

@@ -5,13 +5,15 @@ the stem conv has padding 5 and a bias, the max-pool is 2x2 with stride 2, and t
 linear layers (512 -> 128 -> classes, no activation between them). Module names follow the
 reference's printout closely so that `jaxresnet.pytorch.convert` maps them one to one.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-import jax.numpy as jnp
 import flax.linen as nn
+import jax.numpy as jnp
 
 from jaxresnet.models.layers import BatchNorm, Conv, Dense, max_pool
 
@@ -89,10 +91,16 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        conv = functools.partial(Conv, dtype=self.dtype, param_dtype=self.param_dtype, weight_init=self.weight_init,
-                                 impl=self.conv_impl)
-        norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype,
-                                 param_dtype=self.param_dtype, impl=self.norm_impl)
+        conv = functools.partial(
+            Conv, dtype=self.dtype, param_dtype=self.param_dtype, weight_init=self.weight_init, impl=self.conv_impl
+        )
+        norm = functools.partial(
+            BatchNorm,
+            use_running_average=not train,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            impl=self.norm_impl,
+        )
 
         x = x.astype(self.dtype)
         x = conv(self.widths[0], (7, 7), (2, 2), ((5, 5), (5, 5)), use_bias=True, name="conv1")(x)

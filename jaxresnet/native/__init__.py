@@ -17,6 +17,7 @@ choice made in `jaxresnet.models.layers`.
 The names below load their module on first use, so that `huge_pages` can restart the process
 before JAX is imported.
 """
+
 from __future__ import annotations
 
 import importlib

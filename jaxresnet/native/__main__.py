@@ -1,4 +1,5 @@
 """python -m jaxresnet.native: build the native CPU kernels now (scripts/setup.sh does)."""
+
 from jaxresnet.native.build import BuildError, build
 
 try:

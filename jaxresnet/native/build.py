@@ -8,6 +8,7 @@ builds it once up front (`python -m jaxresnet.native`). When the build is imposs
 compiler, no oneDNN wheel: other CPUs than x86-64 Linux) or JAXRESNET_NATIVE=0 turns it off,
 `available()` is False, `reason()` says why, and the models' "auto" choices use XLA's own ops.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -64,9 +65,28 @@ def compile_command(sources, output: Path, *, shared: bool = True, root: Path | 
     lib = root / "lib"
     # -fno-trapping-math lets GCC vectorize the ReLU masks (a select after a float compare);
     # -fopenmp: the BatchNorm loops share oneDNN's OpenMP threads.
-    return [cxx, "-O3", "-fno-trapping-math", "-fopenmp", "-std=c++17", *(["-shared", "-fPIC"] if shared else []),
-            "-w", "-I", jax.ffi.include_dir(), "-I", str(root / "include"), "-I", str(SOURCES[0].parent),
-            *map(str, sources), "-o", str(output), "-L", str(lib), "-ldnnl", f"-Wl,-rpath,{lib}"]
+    return [
+        cxx,
+        "-O3",
+        "-fno-trapping-math",
+        "-fopenmp",
+        "-std=c++17",
+        *(["-shared", "-fPIC"] if shared else []),
+        "-w",
+        "-I",
+        jax.ffi.include_dir(),
+        "-I",
+        str(root / "include"),
+        "-I",
+        str(SOURCES[0].parent),
+        *map(str, sources),
+        "-o",
+        str(output),
+        "-L",
+        str(lib),
+        "-ldnnl",
+        f"-Wl,-rpath,{lib}",
+    ]
 
 
 def build(force: bool = False) -> Path:
@@ -146,5 +166,6 @@ def check(conv_impl: str, norm_impl: str = "auto") -> tuple[str | None, str | No
 def require() -> None:
     """Build and register the handlers, or raise BuildError saying why they cannot be."""
     if not available():
-        raise BuildError(f"the native CPU kernels (oneDNN convolutions, fused BatchNorm) are unavailable "
-                         f"here: {reason()}")
+        raise BuildError(
+            f"the native CPU kernels (oneDNN convolutions, fused BatchNorm) are unavailable here: {reason()}"
+        )

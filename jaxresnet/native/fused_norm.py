@@ -6,6 +6,7 @@ backward: two passes (the two gradient sums, then dx) -- where XLA:CPU's fusions
 graph take several more passes and reduce slowly (BENCHMARKS.md). Float32 only; the running
 statistics are updated by the caller from the returned batch mean and (biased) variance.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,7 +30,8 @@ def _forward(x, scale, bias, residual, relu, eps):
     c = x.shape[-1]
     channel = jax.ShapeDtypeStruct((c,), jnp.float32)
     return jax.ffi.ffi_call(build.TARGETS["norm_forward"], (jax.ShapeDtypeStruct(x.shape, x.dtype), channel, channel))(
-        x, scale, bias, _empty() if residual is None else residual, eps=np.float32(eps), relu=bool(relu))
+        x, scale, bias, _empty() if residual is None else residual, eps=np.float32(eps), relu=bool(relu)
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
@@ -55,8 +57,8 @@ def _batch_norm_bwd(relu, eps, saved, cotangents):
     channel = jax.ShapeDtypeStruct((c,), jnp.float32)
     dres_shape = jax.ShapeDtypeStruct(x.shape if has_residual else (0,), jnp.float32)
     dx, dscale, dbias, dres = jax.ffi.ffi_call(
-        build.TARGETS["norm_backward"], (jax.ShapeDtypeStruct(x.shape, x.dtype), channel, channel, dres_shape))(
-        dy, _empty() if y is None else y, x, mean, var, scale, eps=np.float32(eps))
+        build.TARGETS["norm_backward"], (jax.ShapeDtypeStruct(x.shape, x.dtype), channel, channel, dres_shape)
+    )(dy, _empty() if y is None else y, x, mean, var, scale, eps=np.float32(eps))
     return dx, dscale, dbias, dres if has_residual else None
 
 

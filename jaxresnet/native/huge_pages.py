@@ -8,6 +8,7 @@ GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc 2.35+). Measured: 22.3-22.9 -> 23.5
 (BENCHMARKS.md). The tunable is read once at process start, hence the re-exec.
 JAXRESNET_HUGE_PAGES=0 turns this off.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ uses on CPU, runs them about twice as fast (BENCHMARKS.md). The forward call and
 (data, weights) are tied together with `jax.custom_vjp`; each pass goes to oneDNN only where
 `probe` found that it runs right on this CPU, and to XLA's convolution otherwise.
 """
+
 from __future__ import annotations
 
 import functools
@@ -51,13 +52,13 @@ def _native(kind, x_shape, kernel_shape, strides, padding, dtype) -> bool:
 
 
 def _xla_conv(x, kernel, strides, padding):
-    return jax.lax.conv_general_dilated(x, kernel, tuple(strides), padding,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(x, kernel, tuple(strides), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def _call(target, shape, dtype, a, b, strides, padding):
     return jax.ffi.ffi_call(build.TARGETS[target], jax.ShapeDtypeStruct(shape, dtype))(
-        a, b, sh=np.int64(strides[0]), sw=np.int64(strides[1]), **_attributes(padding))
+        a, b, sh=np.int64(strides[0]), sw=np.int64(strides[1]), **_attributes(padding)
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -79,14 +80,18 @@ def _conv_bwd(strides, padding, residuals, dy):
     x, kernel = residuals
     _, padding = _geometry(x.shape, kernel.shape, strides, padding)
     dy = dy.astype(x.dtype)
-    native = {kind: _native(kind, x.shape, kernel.shape, strides, padding, x.dtype)
-              for kind in ("backward_data", "backward_weights")}
+    native = {
+        kind: _native(kind, x.shape, kernel.shape, strides, padding, x.dtype)
+        for kind in ("backward_data", "backward_weights")
+    }
     if not all(native.values()):  # XLA's gradients for the passes refused (the unused one is dropped)
         xla_dx, xla_dkernel = jax.vjp(lambda x, k: _xla_conv(x, k, strides, padding), x, kernel)[1](dy)
-    dx = _call("backward_data", x.shape, x.dtype, dy, kernel, strides, padding) \
-        if native["backward_data"] else xla_dx
-    dkernel = _call("backward_weights", kernel.shape, kernel.dtype, x, dy, strides, padding) \
-        if native["backward_weights"] else xla_dkernel
+    dx = _call("backward_data", x.shape, x.dtype, dy, kernel, strides, padding) if native["backward_data"] else xla_dx
+    dkernel = (
+        _call("backward_weights", kernel.shape, kernel.dtype, x, dy, strides, padding)
+        if native["backward_weights"]
+        else xla_dkernel
+    )
     return dx, dkernel
 
 

@@ -12,6 +12,7 @@ child or hangs, runs on XLA; `report()` is the one warning line that names them.
 Verdicts are kept in the native cache folder, keyed by the library build, the CPU and the oneDNN
 and OpenMP environment (ONEDNN_MAX_CPU_ISA, ...), so a pass is checked once per machine.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -43,7 +44,7 @@ UNCHECKED = "could not be checked"
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
-    label: str   # the pass, as the C++ names it: "weight gradient of conv 3x3 64->64 stride 1 on ..."
+    label: str  # the pass, as the C++ names it: "weight gradient of conv 3x3 64->64 stride 1 on ..."
     reason: str  # "" when ok, else why it runs on XLA (one of the constants above, or a crash's)
     detail: str  # the implementation oneDNN picked, or what went wrong
 
@@ -85,10 +86,14 @@ def report() -> str | None:
     if not groups:
         return None
     count = sum(map(len, groups.values()))
-    parts = [f"{reason}: {'; '.join(labels[:3])}" + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
-             for reason, labels in groups.items()]
-    return (f"{count} convolution pass{'es run' if count > 1 else ' runs'} on XLA instead of oneDNN on this CPU "
-            f"(slower): " + " | ".join(parts))
+    parts = [
+        f"{reason}: {'; '.join(labels[:3])}" + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
+        for reason, labels in groups.items()
+    ]
+    return (
+        f"{count} convolution pass{'es run' if count > 1 else ' runs'} on XLA instead of oneDNN on this CPU "
+        f"(slower): " + " | ".join(parts)
+    )
 
 
 _verdicts: dict[str, Verdict] = {}
@@ -139,9 +144,14 @@ class _Child:
 
     def __init__(self, library: str):
         read, self._write = os.pipe()
-        self.proc = subprocess.Popen([sys.executable, __file__, library, str(self._write)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(self._write,),
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, library, str(self._write)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(self._write,),
+            text=True,
+        )
         os.close(self._write)
         self._read, self._buffer = read, b""
 
@@ -240,8 +250,9 @@ def fingerprint(library: str, environ=os.environ) -> str:
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = "".join(line for line in f.read().split("\n\n")[0].splitlines(True)
-                          if line.startswith(("model name", "flags")))
+            cpu = "".join(
+                line for line in f.read().split("\n\n")[0].splitlines(True) if line.startswith(("model name", "flags"))
+            )
     except OSError:
         pass
     env = sorted((k, v) for k, v in environ.items() if k.startswith(ENV_PREFIXES))
@@ -266,8 +277,14 @@ def _serve(library: str, reply_fd: int) -> None:
     lib = ctypes.CDLL(library)
     dims_t = ctypes.c_int64 * 15
     lib.JaxresnetConvLabel.argtypes = [ctypes.c_int, ctypes.c_int, dims_t, ctypes.c_char_p, ctypes.c_int]
-    lib.JaxresnetConvProbe.argtypes = [ctypes.c_int, ctypes.c_int, dims_t, ctypes.c_char_p, ctypes.c_int,
-                                       ctypes.POINTER(ctypes.c_double)]
+    lib.JaxresnetConvProbe.argtypes = [
+        ctypes.c_int,
+        ctypes.c_int,
+        dims_t,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_double),
+    ]
     reply = os.fdopen(reply_fd, "w", buffering=1)
     for line in sys.stdin:
         kind, bf16, *dims = json.loads(line)

@@ -11,6 +11,7 @@ counterpart: `flax_to_torch` writes the `num_batches_tracked` it is given (defau
 Works on any basic-block ResNet with the reference's layout (ResNet18, ResNet34). The code itself
 calls no torch: values may be torch tensors or numpy arrays.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,11 +19,21 @@ import re
 import numpy as np
 
 # torch child index inside a block's Sequentials -> flax module name
-_BLOCK = {"basicblock.0": "conv1", "basicblock.1": "bn1", "basicblock.3": "conv2", "basicblock.4": "bn2",
-          "downsample.0": "downsample_conv", "downsample.1": "downsample_bn"}
+_BLOCK = {
+    "basicblock.0": "conv1",
+    "basicblock.1": "bn1",
+    "basicblock.3": "conv2",
+    "basicblock.4": "bn2",
+    "downsample.0": "downsample_conv",
+    "downsample.1": "downsample_bn",
+}
 _STEM = {"conv1.0": "conv1", "conv1.1": "bn1"}
-_BN_PARAM = {"weight": ("params", "scale"), "bias": ("params", "bias"),
-             "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+_BN_PARAM = {
+    "weight": ("params", "scale"),
+    "bias": ("params", "bias"),
+    "running_mean": ("batch_stats", "mean"),
+    "running_var": ("batch_stats", "var"),
+}
 
 
 def _module_path(torch_module: str) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ never imports this module.
       (avgpool): AdaptiveAvgPool2d((1, 1)), (fc1): Linear(512, 128), (fc2): Linear(128, 10)
     )
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Compare runs: mean ± std accuracy per epoch for each framework and experiment, as a table and one PNG."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,8 +63,7 @@ def group_runs(paths: list[str]) -> dict[str, list[list[dict]]]:
 def summarise(histories: list[list[dict]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(epochs, mean, std) over runs, up to the epoch all runs reached; NaN where an epoch was not scored."""
     n = min(len(h) for h in histories)
-    values = np.array([[np.nan if h[i][key] is None else h[i][key] for i in range(n)] for h in histories],
-                      dtype=float)
+    values = np.array([[np.nan if h[i][key] is None else h[i][key] for i in range(n)] for h in histories], dtype=float)
     return np.arange(1, n + 1), values.mean(0), values.std(0)
 
 
@@ -113,8 +113,14 @@ def plot_comparison(groups: dict[str, list[list[dict]]], path: str) -> list[str]
             epochs, mean, std = summarise(groups[name], key)
             scored = ~np.isnan(mean)  # --eval-every leaves epochs without a test score
             epochs, mean, std = epochs[scored], mean[scored], std[scored]
-            ax.plot(epochs, mean, style, color=color, marker="o" if key == "test_accuracy" else None,
-                    label=f"{name} {label} (n={runs})")
+            ax.plot(
+                epochs,
+                mean,
+                style,
+                color=color,
+                marker="o" if key == "test_accuracy" else None,
+                label=f"{name} {label} (n={runs})",
+            )
             if runs > 1:
                 ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.15)
     ax.set_xlabel("epoch")

@@ -1,4 +1,5 @@
 """JAX's persistent compilation cache: a second run of the same shapes skips XLA compilation."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@
 Written with tensorboardX, which needs neither TensorFlow nor torch. Where it is not installed (a
 bare accelerator machine), the run goes on without events and says so once.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,11 @@ class EventLog:
         try:
             from tensorboardX import SummaryWriter
         except ImportError:
-            print("warning: tensorboardX is not installed: no TensorBoard events (metrics.json has every "
-                  "figure); pip install tensorboardX", file=err or sys.stderr)
+            print(
+                "warning: tensorboardX is not installed: no TensorBoard events (metrics.json has every "
+                "figure); pip install tensorboardX",
+                file=err or sys.stderr,
+            )
             return
         self._writer = SummaryWriter(os.path.join(workdir, EVENTS_DIR), flush_secs=30)
 

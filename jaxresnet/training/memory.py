@@ -6,6 +6,7 @@ training step at --resize 128, batch 32 is 558 MB, about 1,070 bytes per image p
 kept for the backward pass, their gradients, workspace); a scoring step keeps only a few live maps,
 about 150 bytes per pixel. bfloat16 halves the activations. Deeper or wider networks scale them.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,9 +52,11 @@ def check(config: TrainConfig) -> str | None:
     need, have = step_bytes(config), available_bytes()
     if have is None or need <= 0.9 * have:
         return None
-    return (f"a step at --resize {config.resize} with --batch-size {config.batch_size} / --eval-batch-size "
-            f"{config.eval_batch_size} needs about {_gb(need)} of memory, and {_gb(have)} is available on "
-            f"{jax.local_devices()[0].platform}; lower --resize or the batch sizes")
+    return (
+        f"a step at --resize {config.resize} with --batch-size {config.batch_size} / --eval-batch-size "
+        f"{config.eval_batch_size} needs about {_gb(need)} of memory, and {_gb(have)} is available on "
+        f"{jax.local_devices()[0].platform}; lower --resize or the batch sizes"
+    )
 
 
 def check_stored_images(count: int, side: int, flag_hint: str, pixels: int | None = None) -> str | None:
@@ -63,8 +66,10 @@ def check_stored_images(count: int, side: int, flag_hint: str, pixels: int | Non
     if have is None or need <= 0.5 * have:
         return None
     size = f"{side}x{side}" if not pixels else f"{pixels} pixels each"
-    return (f"{count} images stored at {size} need {_gb(need)} on the device and as much on the host, "
-            f"and {_gb(have)} is available; {flag_hint}")
+    return (
+        f"{count} images stored at {size} need {_gb(need)} on the device and as much on the host, "
+        f"and {_gb(have)} is available; {flag_hint}"
+    )
 
 
 def _gb(n: float) -> str:

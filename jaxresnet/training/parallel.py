@@ -1,10 +1,12 @@
 """Data parallelism with jax.sharding: one mesh axis over every device, batches split along it, on
 one process or several (`initialize_processes`)."""
+
 from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 # One mesh axis, "data", over every device: the dataset and the train state are replicated, each
 # batch is split along the batch axis. jit partitions the step (GSPMD): gradients are all-reduced,
@@ -55,8 +57,9 @@ def constrain(x, sharding):
     return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
 
-def initialize_processes(coordinator: str | None = None, num_processes: int | None = None,
-                         process_id: int | None = None) -> None:
+def initialize_processes(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
     """Join a multi-process run (`jax.distributed.initialize`) before anything asks JAX for devices.
 
     Unset values come from the cluster's environment (SLURM, Open MPI, Kubernetes, cloud TPU);
@@ -67,5 +70,4 @@ def initialize_processes(coordinator: str | None = None, num_processes: int | No
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     except (AttributeError, KeyError, ValueError):  # a JAX without the option: its default stands
         pass
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                               process_id=process_id)
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)

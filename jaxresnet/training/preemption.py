@@ -11,6 +11,7 @@ collectives. There JAX's own preemption service (started by `jax.distributed.ini
 SIGTERM in any process and picks a step every process reaches; SIGINT keeps its default (a Ctrl-C
 in one terminal of a cluster job has no agreed step: the last checkpoint serves).
 """
+
 from __future__ import annotations
 
 import signal
@@ -50,7 +51,7 @@ class StopRequests:
         if self.signum is None:
             self.signum = signum
 
-    def __enter__(self) -> "StopRequests":
+    def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
         return self
@@ -87,7 +88,7 @@ class ClusterStopRequests:
             return False
         return bool(multihost_utils.broadcast_one_to_all(np.asarray(wanted)))
 
-    def __enter__(self) -> "ClusterStopRequests":
+    def __enter__(self) -> ClusterStopRequests:
         return self
 
     def __exit__(self, *exc) -> None:
