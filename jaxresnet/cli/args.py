@@ -20,6 +20,17 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
+def line_buffered_output() -> None:
+    """Every printed line reaches a file or pipe when it is printed: Python block-buffers stdout
+    there, so a batch job's log (`train.py > log`, a SLURM output file, `| tee`) would show nothing
+    until a buffer filled."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):  # replaced by something that is not a text file
+            pass
+
+
 def fail(prog: str, message: str, status: int = EXIT_BAD_INPUT):
     print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(status)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from jaxresnet.cli.args import ArgumentParser
+from jaxresnet.cli.args import ArgumentParser, line_buffered_output
 from jaxresnet.cli.train import check_native
 
 
 def main(argv: list[str]) -> int:
+    line_buffered_output()
     import json
 
     from jaxresnet.models import ARCHS

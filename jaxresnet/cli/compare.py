@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from jaxresnet.cli.args import ArgumentParser
+from jaxresnet.cli.args import ArgumentParser, line_buffered_output
 
 
 def main(argv: list[str]) -> int:
+    line_buffered_output()
     p = ArgumentParser(
         prog="compare.py", description="Overlay the accuracy curves of runs (JAX and torch, one or more seeds each)."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from jaxresnet.cli.args import ArgumentParser, quiet_libraries
+from jaxresnet.cli.args import ArgumentParser, line_buffered_output, quiet_libraries
 
 
 def build_parser() -> ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    line_buffered_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     which = checked_checkpoint_flag(parser, args.checkpoint)

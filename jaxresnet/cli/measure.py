@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from jaxresnet.cli.args import ArgumentParser, quiet_libraries
+from jaxresnet.cli.args import ArgumentParser, line_buffered_output, quiet_libraries
 
 
 def build_parser() -> ArgumentParser:
@@ -29,6 +29,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    line_buffered_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:

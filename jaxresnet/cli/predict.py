@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from jaxresnet.cli.args import ArgumentParser
+from jaxresnet.cli.args import ArgumentParser, line_buffered_output
 
 
 def build_parser() -> ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    line_buffered_output()
     import os
 
     parser = build_parser()

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import sys
 
-from jaxresnet.cli.args import ArgumentParser, add_config_flags, default_workdir, experiment_config, quiet_libraries
+from jaxresnet.cli.args import (
+    ArgumentParser,
+    add_config_flags,
+    default_workdir,
+    experiment_config,
+    line_buffered_output,
+    quiet_libraries,
+)
 
 
 def build_parser() -> ArgumentParser:
@@ -43,6 +50,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    line_buffered_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume and not args.workdir:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from jaxresnet.cli.args import ArgumentParser, add_config_flags, default_workdir, experiment_config
+from jaxresnet.cli.args import (
+    ArgumentParser,
+    add_config_flags,
+    default_workdir,
+    experiment_config,
+    line_buffered_output,
+)
 
 
 def build_parser() -> ArgumentParser:
@@ -17,6 +23,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    line_buffered_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     from jaxresnet.config import ConfigError

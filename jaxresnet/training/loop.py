@@ -113,7 +113,9 @@ def _step(state: TrainState, metrics: dict, images, labels, perm, step, aug_key,
     return state, metrics
 
 
-@functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=(0, 1))
+# The state is donated; the metrics are not, so that the host can wait on the previous call's while
+# the next one runs (train_epoch).
+@functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))
 def train_steps(state: TrainState, metrics: dict, images, labels, perm, first_step, aug_key, spec: StepSpec):
     """`spec.steps` SGD steps from step `first_step` of the epoch in one call: with more than one, a
     `lax.scan` of the step, so the host dispatches once per call (what launch-bound accelerators need)."""
@@ -159,28 +161,28 @@ class DeviceData:
         return int(self.labels.shape[0])
 
 
-def predict(state: TrainState, data: DeviceData, spec: StepSpec) -> np.ndarray:
+def predict(
+    state: TrainState, data: DeviceData, spec: StepSpec, on_batch: Callable[[int, int], None] | None = None
+) -> np.ndarray:
     """Predicted class of every example, `spec.batch_size` at a time (at most the whole split): the
-    last batch is padded, and the padding dropped."""
+    last batch is padded, and the padding dropped. `on_batch(done, batches)` runs on the host after
+    each batch is queued, the one before it finished (the host runs one batch ahead, as in training)."""
     n = len(data)
     spec = dataclasses.replace(spec, batch_size=min(spec.batch_size, n))
+    starts = range(0, n, spec.batch_size)
     preds = []
-    for start in range(0, n, spec.batch_size):
+    for start in starts:
         idx = np.arange(start, start + spec.batch_size) % n  # pad the remainder by wrapping around
         preds.append(predict_step(state, data.images, jnp.asarray(idx, jnp.int32), spec))
+        if len(preds) > 1:
+            jax.block_until_ready(preds[-2])
+        if on_batch is not None:
+            on_batch(len(preds), len(starts))
     return np.concatenate(jax.device_get(preds))[:n]
 
 
 def accuracy_percent(correct: int, total: int) -> float:
     return round(100.0 * correct / total, 2)
-
-
-@dataclass
-class EpochResult:
-    train_accuracy: float
-    train_loss: float
-    seconds: float
-    steps: int
 
 
 @dataclass
@@ -201,6 +203,15 @@ class EpochPosition:
     @classmethod
     def from_json(cls, d: dict) -> EpochPosition:
         return cls(int(d["step"]), {k: d[k] for k in zero_metrics()}, float(d["seconds"]))
+
+
+@dataclass
+class EpochResult:
+    train_accuracy: float
+    train_loss: float
+    seconds: float
+    steps: int
+    end: EpochPosition | None = None  # the epoch's end as a place to continue from (a stop while scoring it)
 
 
 @dataclass
@@ -267,7 +278,7 @@ def train_epoch(
     metrics = zero_metrics()
     if start is not None:
         metrics = {k: jnp.asarray(start.metrics[k], v.dtype) for k, v in metrics.items()}
-    s = start.step if start else 0
+    s, previous = (start.step if start else 0), None
     while s < steps:
         if spec.steps > 1 and s + spec.steps <= full_steps:
             call = spec.sized(batch, spec.steps)
@@ -275,15 +286,23 @@ def train_epoch(
             call = spec.sized(min(batch, n - s * batch))
         state, metrics = train_steps(state, metrics, data.images, data.labels, perm, s, aug_key, call)
         s += call.steps
+        # The host keeps one call queued and no more: it waits for the previous call before it goes
+        # on, so what it acts on (a stop request, a timed checkpoint) is at most this call away. An
+        # unbounded host would queue the whole epoch within seconds and see a signal only at its end.
+        if previous is not None:
+            jax.block_until_ready(previous)
+        previous = metrics
         if on_call is not None:
             on_call(Call(epoch, s, steps, call.steps, state, metrics, t0))
     m = jax.device_get(metrics)
     if m["bad_step"] != NO_BAD_STEP:
         raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, step {int(m['bad_step']) + 1} of {steps}")
+    seconds = time.perf_counter() - t0
     result = EpochResult(
         train_accuracy=accuracy_percent(int(m["correct"]), int(m["count"])),
         train_loss=float(m["loss_sum"]) / int(m["count"]),
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         steps=steps,
+        end=EpochPosition(steps, m, seconds),
     )
     return state, result

@@ -9,6 +9,7 @@ by epoch train, evaluate and save. Step checkpoints inside an epoch (a stop requ
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -41,6 +42,7 @@ from jaxresnet.training.parallel import data_mesh, replicate
 from jaxresnet.training.preemption import Preempted, stop_requests
 from jaxresnet.training.progress import Progress
 from jaxresnet.training.state import compute_dtype, new_state, seed_keys
+from jaxresnet.training.steplog import StepLog
 
 CHECKPOINT_DIR = "checkpoints"
 STEP_CHECKPOINT_DIR = "checkpoints-step"  # the latest mid-epoch checkpoint (preemption, --checkpoint-minutes)
@@ -106,18 +108,23 @@ class Trainer:
                 self._open_checkpoints(closing)
             self._start(train, test, restore=existing)
             self.events = closing.enter_context(contextlib.closing(EventLog(self.workdir, self.primary, self.err)))
-            with stop_requests() as stop:
+            self.log = closing.enter_context(contextlib.closing(StepLog()))
+            with stop_requests() as self.stop:
                 self.saver = StepSaver(
                     self.step_checkpoint,
-                    stop,
+                    self.stop,
                     self.config.checkpoint_minutes,
                     int(jax.device_get(self.state.step)),
                     self._snapshot,
+                    self.log,
                 )
                 for epoch in range(self.start_epoch + 1, self.config.epochs + 1):
-                    self._epoch(epoch, stop)
-            if self.primary:
-                write_outputs(self.workdir, self.history)
+                    self._epoch(epoch)
+                # Still catching signals: one that comes while the last checkpoint is written is
+                # ignored, and the run ends complete.
+                self.checkpoints.wait()
+                if self.primary:
+                    write_outputs(self.workdir, self.history)
             return RunResult(self.workdir, self.history, self.state)
 
     # -- the start -------------------------------------------------------------------------------------
@@ -212,12 +219,14 @@ class Trainer:
             )
 
     # -- an epoch --------------------------------------------------------------------------------------
-    def _epoch(self, epoch: int, stop) -> None:
-        """Train, score, report and save one epoch; a stop request ends the run with a checkpoint."""
+    def _epoch(self, epoch: int) -> None:
+        """Train, score, report and save one epoch. A stop request, in any epoch, the last included,
+        ends the run with a checkpoint: a step checkpoint while it trains or scores, else the epoch's."""
         config = self.config
         result = self._train(epoch)
         t_eval = time.perf_counter()
-        test_accuracy = self._evaluate() if epoch % config.eval_every == 0 or epoch == config.epochs else None
+        scored = epoch % config.eval_every == 0 or epoch == config.epochs
+        test_accuracy = self._evaluate(epoch, result) if scored else None
         eval_s = time.perf_counter() - t_eval
         print_epoch(self.out, epoch, config.epochs, result.train_accuracy, test_accuracy)
         lr = learning_rate_at(config, self.steps_per_epoch, epoch * self.steps_per_epoch - 1)
@@ -236,15 +245,20 @@ class Trainer:
         if self.primary:
             write_outputs(self.workdir, self.history)
         self.events.epoch(self.history[-1])
-        stopping = stop.signum is not None and epoch < config.epochs
-        if epoch % config.save_every == 0 or epoch == config.epochs or stopping:
+        stopping = self.stop.signum is not None
+        saving = epoch % config.save_every == 0 or epoch == config.epochs or stopping
+        if saving:
+            self.log("save", epoch)
             self.checkpoints.save(epoch, self._snapshot(self.state))
+            self.log("saved", epoch)
             self.saver.saved()
             if self.step_checkpoint.epochs():  # superseded by this epoch's checkpoint
                 self.checkpoints.wait()
                 self.step_checkpoint.delete()
-        if stopping:
-            raise Preempted(stop.signum, f"after epoch {epoch}; saved in {self.checkpoints.directory}")
+        # A stop that came while the checkpoint was saved ends the run here too, but not once the last
+        # epoch's is written: that run is complete.
+        if stopping or (saving and epoch < config.epochs and self.stop.signum is not None):
+            raise Preempted(self.stop.signum, f"after epoch {epoch}; saved in {self.checkpoints.directory}")
 
     def _train(self, epoch: int):
         bar = Progress(epoch, self.config.epochs, self.config.batch_size, self.err, enabled=self.progress)
@@ -265,13 +279,21 @@ class Trainer:
 
     def _after_call(self, call: Call, bar: Progress) -> None:
         warn_native_fallbacks(self.err)  # the step's program is traced by now
+        self.log("train", call.epoch, call.step)
         bar(call)
         self.saver(call)
 
-    def _evaluate(self) -> float:
-        preds = predict(self.state, self.test_data, self.eval_spec)
-        warn_native_fallbacks(self.err)
+    def _evaluate(self, epoch: int, result) -> float:
+        preds = predict(self.state, self.test_data, self.eval_spec, functools.partial(self._after_batch, epoch, result))
         return accuracy_percent(int((preds == self.test_labels).sum()), len(self.test_labels))
+
+    def _after_batch(self, epoch: int, result, done: int, batches: int) -> None:
+        warn_native_fallbacks(self.err)
+        self.log("eval", epoch, done)
+        # A stop while the epoch is scored: its training is done, so the step checkpoint is at its end,
+        # and the rerun scores it. (Several processes agree on stops at training steps only.)
+        if self.stop.signum is not None:
+            self.saver.stop_at(epoch, self.state, result.end, "while scoring it")
 
     def _snapshot(self, state) -> Snapshot:
         return Snapshot(state, self.shuffle_key, self.history, self.config, self.dataset)
@@ -282,9 +304,16 @@ class StepSaver:
     checkpoint where a stop was requested (then raise `Preempted`) or --checkpoint-minutes fell due."""
 
     def __init__(
-        self, store: StepCheckpoint, stop, minutes: float, step_id: int, snapshot: Callable[[object], Snapshot]
+        self,
+        store: StepCheckpoint,
+        stop,
+        minutes: float,
+        step_id: int,
+        snapshot: Callable[[object], Snapshot],
+        log: StepLog,
     ):
-        self.store, self.stop, self.minutes, self.step_id, self.snapshot = store, stop, minutes, step_id, snapshot
+        self.store, self.stop, self.minutes, self.step_id = store, stop, minutes, step_id
+        self.snapshot, self.log = snapshot, log
         self.last_save = time.monotonic()
 
     def saved(self) -> None:
@@ -301,10 +330,16 @@ class StepSaver:
                 due = self.stop.agree(wanted, self.step_id) or due
         if call.last or not (stopping or due):  # the epoch's own checkpoint follows, and acts on a stop
             return
-        position = call.position()
-        self.store.save(call.epoch, self.snapshot(call.state), position.to_json())
-        self.saved()
         if self.stop.signum is not None:
-            raise Preempted(
-                self.stop.signum, f"in epoch {call.epoch} after step {position.step}; saved in {self.store.directory}"
-            )
+            self.stop_at(call.epoch, call.state, call.position(), f"after step {call.step}")
+        self._save(call.epoch, call.state, call.position())
+
+    def stop_at(self, epoch: int, state, position: EpochPosition, where: str) -> None:
+        """Save a step checkpoint at `position` and end the run there (raises `Preempted`)."""
+        self._save(epoch, state, position)
+        raise Preempted(self.stop.signum, f"in epoch {epoch} {where}; saved in {self.store.directory}")
+
+    def _save(self, epoch: int, state, position: EpochPosition) -> None:
+        self.store.save(epoch, self.snapshot(state), position.to_json())
+        self.log("step-saved", epoch, position.step)
+        self.saved()
