@@ -13,7 +13,7 @@ from jaxresnet.data import balanced_subset
 from jaxresnet.models import ResNet34
 from jaxresnet.pytorch.convert import flax_to_torch, torch_to_flax
 from jaxresnet.pytorch.reference import TorchResNet34, torch_preprocess
-from jaxresnet.training.loop import StepSpec, train_steps, zero_metrics
+from jaxresnet.training.loop import StepSpec, sgd_step, zero_metrics
 from jaxresnet.training.state import create_train_state
 
 torch.manual_seed(0)
@@ -166,7 +166,8 @@ def test_one_sgd_momentum_step_agrees(images, size):
     opt_state = (opt_state[0]._replace(trace=trace),) + tuple(opt_state[1:])
     state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"], opt_state=opt_state)
     perm = jnp.arange(len(images), dtype=jnp.int32)
-    state, _ = train_steps(
+    step = jax.jit(sgd_step, static_argnames=("spec",))  # the training step, in the images' own order
+    state, _ = step(
         state,
         zero_metrics(),
         jnp.asarray(images.images),
@@ -174,7 +175,7 @@ def test_one_sgd_momentum_step_agrees(images, size):
         perm,
         0,
         None,
-        StepSpec(len(images), size),
+        spec=StepSpec(len(images), size),
     )
     ours = (state.params, state.batch_stats, state.opt_state[0].trace)
     # Parameters and running statistics to 1e-5; the buffers hold raw gradients: 5e-5.

@@ -94,7 +94,7 @@ def _jax_setup(setting: Setting):
     data = DeviceData.put(
         Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int32))
     )
-    return data, new_state(setting.config), jnp.arange(n, dtype=jnp.int32)
+    return data, new_state(setting.config), jax.random.key(0)
 
 
 def _flops(compiled) -> float:
@@ -117,8 +117,8 @@ def train_step_gflop(arch, resize, batch, dtype, steps=1) -> float:
 def _step_gflop_on_cpu(arch, resize, batch, dtype) -> float:
     with jax.default_device(jax.devices("cpu")[0]):
         setting = Setting(arch, resize, batch, dtype, conv_impl="xla", norm_impl="xla", steps=1)
-        data, state, perm = _jax_setup(setting)
-        lowered = train_steps.lower(state, zero_metrics(), data.images, data.labels, perm, 0, None, _spec(setting))
+        data, state, key = _jax_setup(setting)
+        lowered = train_steps.lower(state, zero_metrics(), data.images, data.labels, key, 1, 0, _spec(setting))
         return _flops(lowered.compile()) / 1e9
 
 
@@ -165,32 +165,30 @@ def run(setting: Setting, log=print) -> Result:
 
 def _jax_fns(setting: Setting):
     """(train, eval, compile seconds): each call times `steps` steps and returns images/s."""
-    data, state, perm = _jax_setup(setting)
+    data, state, key = _jax_setup(setting)
     spec, batch = _spec(setting), setting.batch_size
     t = time.perf_counter()
     # The timed steps run this executable: jitting train_steps again would compile it a second time.
-    step = train_steps.lower(state, zero_metrics(), data.images, data.labels, perm, 0, None, spec).compile()
+    step = train_steps.lower(state, zero_metrics(), data.images, data.labels, key, 1, 0, spec).compile()
     compile_s = time.perf_counter() - t
     held = {"state": state, "metrics": zero_metrics()}
 
     def train():
         for s in range(setting.warmup):
             held["state"], held["metrics"] = step(
-                held["state"], held["metrics"], data.images, data.labels, perm, s % setting.steps, None
+                held["state"], held["metrics"], data.images, data.labels, key, 1, s % setting.steps
             )
         jax.block_until_ready(held["metrics"])
         t = time.perf_counter()
         for s in range(setting.steps):
-            held["state"], held["metrics"] = step(
-                held["state"], held["metrics"], data.images, data.labels, perm, s, None
-            )
+            held["state"], held["metrics"] = step(held["state"], held["metrics"], data.images, data.labels, key, 1, s)
         jax.block_until_ready(held["metrics"])
         return setting.steps * batch / (time.perf_counter() - t)
 
     def evaluate():
         t = time.perf_counter()
         outs = [
-            predict_step(held["state"], data.images, perm[s * batch : (s + 1) * batch], spec.for_eval(batch))
+            predict_step(held["state"], data.images, jnp.arange(s * batch, (s + 1) * batch), spec.for_eval(batch))
             for s in range(setting.steps)
         ]
         jax.block_until_ready(outs)

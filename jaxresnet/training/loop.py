@@ -23,6 +23,7 @@ from jax.sharding import Mesh
 
 from jaxresnet.data import CIFAR10, Split, preprocess
 from jaxresnet.data.augment import Augment, augment_resized, augment_source, epoch_key, step_key
+from jaxresnet.training import programs
 from jaxresnet.training.parallel import batch_sharding, constrain, replicate, replicated
 from jaxresnet.training.state import TrainState, cross_entropy
 
@@ -72,16 +73,18 @@ def epoch_permutation(shuffle_key: jax.Array, epoch: int, n: int) -> jax.Array:
 
 
 def zero_metrics() -> dict:
+    """An epoch's running sums at its start (host values: made without compiling anything)."""
     return {
-        "loss_sum": jnp.zeros((), jnp.float32),
-        "correct": jnp.zeros((), jnp.int32),
-        "count": jnp.zeros((), jnp.int32),
-        "bad_step": jnp.full((), NO_BAD_STEP, jnp.int32),
+        "loss_sum": np.zeros((), np.float32),
+        "correct": np.zeros((), np.int32),
+        "count": np.zeros((), np.int32),
+        "bad_step": np.full((), NO_BAD_STEP, np.int32),
     }
 
 
-def _step(state: TrainState, metrics: dict, images, labels, perm, step, aug_key, spec: StepSpec):
-    """One SGD step on the batch perm[step*stride : step*stride + batch_size]; metrics are running sums."""
+def sgd_step(state: TrainState, metrics: dict, images, labels, perm, step, aug_key, spec: StepSpec):
+    """One SGD step on the batch perm[step*stride : step*stride + batch_size] (traceable, not jitted:
+    `train_steps` runs it); metrics are running sums."""
     sharding, batch = spec.sharding, spec.batch_size
     idx = constrain(jax.lax.dynamic_slice_in_dim(perm, step * (spec.stride or batch), batch), sharding)
     raw = images[idx]
@@ -116,14 +119,18 @@ def _step(state: TrainState, metrics: dict, images, labels, perm, step, aug_key,
 # The state is donated; the metrics are not, so that the host can wait on the previous call's while
 # the next one runs (train_epoch).
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))
-def train_steps(state: TrainState, metrics: dict, images, labels, perm, first_step, aug_key, spec: StepSpec):
-    """`spec.steps` SGD steps from step `first_step` of the epoch in one call: with more than one, a
-    `lax.scan` of the step, so the host dispatches once per call (what launch-bound accelerators need)."""
+def train_steps(state: TrainState, metrics: dict, images, labels, shuffle_key, epoch, first_step, spec: StepSpec):
+    """`spec.steps` SGD steps of `epoch` from its step `first_step` in one call: with more than one, a
+    `lax.scan` of the step, so the host dispatches once per call (what launch-bound accelerators need).
+    The epoch's order and augmentation key are made here from (shuffle key, epoch), not on the host:
+    no small programs of their own to compile."""
+    perm = epoch_permutation(shuffle_key, epoch, labels.shape[0])
+    aug_key = epoch_key(shuffle_key, epoch) if spec.augment else None
     if spec.steps == 1:
-        return _step(state, metrics, images, labels, perm, first_step, aug_key, spec)
+        return sgd_step(state, metrics, images, labels, perm, first_step, aug_key, spec)
 
     def body(carry, i):
-        return _step(*carry, images, labels, perm, first_step + i, aug_key, spec), None
+        return sgd_step(*carry, images, labels, perm, first_step + i, aug_key, spec), None
 
     (state, metrics), _ = jax.lax.scan(body, (state, metrics), jnp.arange(spec.steps, dtype=jnp.int32))
     return state, metrics
@@ -172,8 +179,8 @@ def predict(
     starts = range(0, n, spec.batch_size)
     preds = []
     for start in starts:
-        idx = np.arange(start, start + spec.batch_size) % n  # pad the remainder by wrapping around
-        preds.append(predict_step(state, data.images, jnp.asarray(idx, jnp.int32), spec))
+        idx = np.arange(start, start + spec.batch_size, dtype=np.int32) % n  # the remainder padded by wrapping
+        preds.append(programs.call(predict_step, spec, state, data.images, idx))
         if len(preds) > 1:
             jax.block_until_ready(preds[-2])
         if on_batch is not None:
@@ -235,6 +242,31 @@ class Call:
         return EpochPosition(self.step, jax.device_get(self.metrics), time.perf_counter() - self.started)
 
 
+def epoch_calls(spec: StepSpec, n: int, first: int = 0):
+    """The calls of an epoch of `n` examples from its step `first`: (first step, the call's spec).
+    Full steps go `spec.steps` at a time while they last; the rest, and the smaller last batch, one
+    at a time."""
+    s, batch, full_steps = first, spec.batch_size, n // spec.batch_size
+    while s * batch < n:
+        if spec.steps > 1 and s + spec.steps <= full_steps:
+            call = spec.sized(batch, spec.steps)
+        else:
+            call = spec.sized(min(batch, n - s * batch))
+        yield s, call
+        s += call.steps
+
+
+def prepare_programs(
+    state: TrainState, shuffle_key, train: DeviceData, test: DeviceData, spec: StepSpec, eval_spec: StepSpec
+) -> None:
+    """Lower the programs of an epoch and of scoring `test` now, and compile them side by side in
+    threads (`programs`): the first call waits for its own program only."""
+    for call in dict.fromkeys(call for _, call in epoch_calls(spec, len(train))):
+        programs.prepare(train_steps, call, state, zero_metrics(), train.images, train.labels, shuffle_key, 1, 0)
+    eval_spec = dataclasses.replace(eval_spec, batch_size=min(eval_spec.batch_size, len(test)))
+    programs.prepare(predict_step, eval_spec, state, test.images, np.arange(eval_spec.batch_size, dtype=np.int32))
+
+
 CPU_SCAN_MAX_RESIZE = 64
 
 
@@ -271,20 +303,14 @@ def train_epoch(
     stops the epoch by raising.
     """
     t0 = time.perf_counter() - (start.seconds if start else 0.0)
-    n, batch = len(data), spec.batch_size
-    perm = epoch_permutation(shuffle_key, epoch, n)
-    aug_key = epoch_key(shuffle_key, epoch) if spec.augment else None
-    steps, full_steps = math.ceil(n / batch), n // batch
+    n, steps = len(data), math.ceil(len(data) / spec.batch_size)
     metrics = zero_metrics()
     if start is not None:
-        metrics = {k: jnp.asarray(start.metrics[k], v.dtype) for k, v in metrics.items()}
-    s, previous = (start.step if start else 0), None
-    while s < steps:
-        if spec.steps > 1 and s + spec.steps <= full_steps:
-            call = spec.sized(batch, spec.steps)
-        else:
-            call = spec.sized(min(batch, n - s * batch))
-        state, metrics = train_steps(state, metrics, data.images, data.labels, perm, s, aug_key, call)
+        metrics = {k: np.asarray(start.metrics[k], v.dtype) for k, v in metrics.items()}
+    previous = None
+    for s, call in epoch_calls(spec, n, start.step if start else 0):
+        args = (state, metrics, data.images, data.labels, shuffle_key, epoch, s)
+        state, metrics = programs.call(train_steps, call, *args)
         s += call.steps
         # The host keeps one call queued and no more: it waits for the previous call before it goes
         # on, so what it acts on (a stop request, a timed checkpoint) is at most this call away. An

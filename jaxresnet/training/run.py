@@ -33,6 +33,7 @@ from jaxresnet.training.loop import (
     StepSpec,
     accuracy_percent,
     predict,
+    prepare_programs,
     steps_per_call,
     train_epoch,
 )
@@ -41,7 +42,7 @@ from jaxresnet.training.outputs import RunResult, epoch_record, print_epoch, wri
 from jaxresnet.training.parallel import data_mesh, replicate
 from jaxresnet.training.preemption import Preempted, stop_requests
 from jaxresnet.training.progress import Progress
-from jaxresnet.training.state import compute_dtype, new_state, seed_keys
+from jaxresnet.training.state import compute_dtype, fresh_run
 from jaxresnet.training.steplog import StepLog
 
 CHECKPOINT_DIR = "checkpoints"
@@ -190,12 +191,14 @@ class Trainer:
         )
         self.eval_spec = self.spec.for_eval(config.eval_batch_size, tta=config.tta == "flip")
         # Replicated before a restore: with several processes, orbax restores into the template's sharding.
-        self.state = replicate(new_state(config, self.dataset.num_classes, len(train)), self.mesh)
-        self.shuffle_key, self.start_epoch, self.position = seed_keys(config.seed)[1], 0, None
+        state, self.shuffle_key = fresh_run(config, self.dataset.num_classes, len(train))
+        self.state, self.start_epoch, self.position = replicate(state, self.mesh), 0, None
         saved = continuation(self.checkpoints, self.step_checkpoint, self.state) if restore else None
         if saved is not None:
             self._resume_from(saved)
         self.shuffle_key = replicate(self.shuffle_key, self.mesh)  # its permutations feed steps on every device
+        prepare_programs(self.state, self.shuffle_key, self.train_data, self.test_data, self.spec, self.eval_spec)
+        warn_native_fallbacks(self.err)  # the programs are traced: what the native backend refused is known
         if self.primary:
             write_config(self.workdir, config, framework="jax", dataset=self.dataset)
 

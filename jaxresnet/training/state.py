@@ -82,15 +82,27 @@ def new_state(config: TrainConfig, num_classes: int = 10, train_size: int | None
     """The config's model with fresh weights (from its seed) and its optimizer. `train_size`, the
     number of training images, sets the schedule's steps per epoch; a state only restored into
     (evaluation, prediction) may leave it out, its optimizer then being only the right structure."""
+    return fresh_run(config, num_classes, train_size)[0]
+
+
+def fresh_run(config: TrainConfig, num_classes: int = 10, train_size: int | None = None):
+    """(new_state's state, the shuffle key of the config's seed), made in one compiled program."""
     from jaxresnet.training.optimizer import optimizer_of
 
     steps_per_epoch = math.ceil(train_size / config.batch_size) if train_size else 1
-    return create_train_state(
-        build_model(config, num_classes),
-        seed_keys(config.seed)[0],
-        config.resize,
-        tx=optimizer_of(config, steps_per_epoch),
+    return _fresh(build_model(config, num_classes), optimizer_of(config, steps_per_epoch), config.resize, config.seed)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _fresh(model, tx, image_size: int, seed):
+    # The keys, the variables and the optimizer state in one program: done eagerly they were some
+    # thirty small compilations (a zeros per parameter shape for the momentum, the key splits).
+    init_key, shuffle_key = seed_keys(seed)
+    variables = model.init(init_key, jnp.zeros((1, image_size, image_size, 3), jnp.float32), train=False)
+    state = TrainState.create(
+        apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"], tx=tx
     )
+    return state, shuffle_key
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,0 +1,42 @@
+"""How many programs a run compiles: a reference-style run (a scan of full steps, a smaller last
+batch, scoring) compiles four -- the fresh state, the two training calls and the scoring -- and
+nothing else (once about thirty small eager operations besides). A second process with the same
+compilation cache compiles nothing: it loads all four."""
+
+import os
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+# 50 images in batches of 20: one call of 2 steps (a scan), then the last batch of 10 alone.
+ARGS = ["--arch", "resnet18", "--resize", "16", "--epochs", "2", "--batch-size", "20", "--train-per-class", "5",
+        "--test-per-class", "2", "--no-download"]  # fmt: skip
+
+
+def _run(data_dir, workdir, cache):
+    env = dict(os.environ, JAX_LOG_COMPILES="1", JAX_COMPILATION_CACHE_DIR=str(cache))
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "scripts", "train.py"),
+        *ARGS,
+        "--data-dir",
+        data_dir,
+        "--workdir",
+        workdir,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+def test_a_run_compiles_the_state_two_training_calls_and_the_scoring_only(data_dir, tmp_path):
+    cold = _run(data_dir, tmp_path / "a", tmp_path / "cache")
+    compiled = sorted(re.findall(r"Compiling (\S+) with global shapes", cold))
+    assert compiled == ["jit(_fresh)", "jit(predict_step)", "jit(train_steps)", "jit(train_steps)"], compiled
+    assert not re.findall(r"Persistent compilation cache hit", cold)
+    # the same command in a new process and workdir: every program from the persistent cache
+    warm = _run(data_dir, tmp_path / "b", tmp_path / "cache")
+    hits = sorted(re.findall(r"Persistent compilation cache hit for '(\w+)'", warm))
+    assert hits == ["jit__fresh", "jit_predict_step", "jit_train_steps", "jit_train_steps"], warm[-3000:]
