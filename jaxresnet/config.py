@@ -302,6 +302,20 @@ def _number_error(spec: Flag, value) -> str | None:
     return None
 
 
+def config_flags(config: TrainConfig) -> list[str]:
+    """The command-line flags that make `config` (those that differ from the defaults)."""
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(config, f.name)
+        if value == f.default:
+            continue
+        if field_types()[f.name][0] is bool:
+            out.append(flag(f.name) if flag_of(f).spelling or value else "--no-" + f.name.replace("_", "-"))
+        else:
+            out += [flag(f.name), "all" if value is None else str(value)]
+    return out
+
+
 def resume_mismatch(saved: TrainConfig, now: TrainConfig) -> str | None:
     """A message naming the first experiment-defining field that differs, or None."""
     if saved.schedule != "constant" and saved.epochs != now.epochs and saved.schedule == now.schedule:

@@ -33,6 +33,11 @@ def test_quick_measure_reports_every_figure(run_script, data_dir, tmp_path):
     assert ref["train_s"] + ref["score_s"] <= ref["wall_s"]
     assert 0 <= ref["final_test_accuracy"] <= 100 and ref["host_peak_rss_mb"] > 100
     assert json.loads((out / "reference-run" / "metrics.json").read_text())[-1]["epoch"] == 2
+    # the same command again in a new process, over the compilation cache the first one filled
+    warm = result["reference_run_warm"]
+    assert warm["epochs"] == 2 and warm["config"] == ref["config"]
+    assert ref["cache_hits"] == 0 and warm["cache_hits"] == warm["compilations"] == ref["compilations"] >= 3
+    assert 0 < warm["first_step_s"] < ref["first_step_s"] < ref["wall_s"]
     calls = result["steps_per_call"]
     assert [(d["steps_per_call"], d["resize"], d["batch_size"]) for d in calls] == [(1, 16, 8), (4, 16, 8)]
     assert all(d["images_per_s"] > 0 and len(d["all"]) == result["plan"]["reps"] for d in calls)
@@ -84,5 +89,8 @@ def test_the_table_says_what_is_absent():
     table = markdown(result)
     assert "torch absent, TensorFlow absent" in table
     assert "| 128 | float32 | 32 | 20.0 | - | - | 60.0 | - | 3.0 | 150 |" in table
-    assert "| 9.0 | 2.0 | 5.0 | 2.0 | - | 0.7 | 43.0 / 45.0 | device 4000.0 MB, host RSS 2000.0 MB |" in table
+    # a run without a first-step time, without "other" seconds, and no warm run: dashes, one row
+    row = "| cold | 9.0 | - | 2.0 | 5.0 | 2.0 | - | 0.7 | 43.0 / 45.0 | device 4000.0 MB, host RSS 2000.0 MB |"
+    assert row in table
+    assert "| warm |" not in table
     assert "test per class all" in table

@@ -21,19 +21,13 @@ import importlib.util
 import json
 import os
 import platform
-import resource
+import re
 import time
 from dataclasses import dataclass
 
 import jax
 
 from jaxresnet.config import TrainConfig
-
-COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
-)
 
 
 @dataclass(frozen=True)
@@ -49,6 +43,7 @@ class Plan:
     # steps per jitted call compared at (resize, batch, steps per epoch): per-step dispatch against a scan
     dispatch: tuple[int, int, int] = (32, 32, 32)
     dispatch_chunks: tuple[int, ...] = (1, 16)
+    warm_epochs: int | None = None  # the warm run's epochs (None: the reference run's)
 
 
 def plan(quick: bool, on_gpu: bool, data_dir, data_cache) -> Plan:
@@ -77,19 +72,8 @@ def plan(quick: bool, on_gpu: bool, data_dir, data_cache) -> Plan:
         reference=TrainConfig(resize=128, epochs=10, **data),
         parity_seeds=(0, 1, 2),
         dispatch=(128, 32, 64) if on_gpu else (32, 32, 32),
+        warm_epochs=None if on_gpu else 1,  # on a CPU the hour would show nothing its first epoch does not
     )
-
-
-class CompileClock:
-    """Seconds JAX spends tracing, lowering and compiling, from its own monitoring events."""
-
-    def __init__(self):
-        self.seconds = 0.0
-        jax.monitoring.register_event_duration_secs_listener(self._on_event)
-
-    def _on_event(self, event: str, duration: float, **_):
-        if event in COMPILE_EVENTS:
-            self.seconds += duration
 
 
 def environment() -> dict:
@@ -114,14 +98,6 @@ def _version(module: str) -> str | None:
         return __import__(module).__version__
     except Exception as e:  # installed but broken: say so rather than fail the whole measurement
         return f"unusable ({type(e).__name__})"
-
-
-def peak_memory() -> dict:
-    stats = jax.devices()[0].memory_stats() or {}
-    out = {"host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if "peak_bytes_in_use" in stats:
-        out["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
-    return out
 
 
 def benchmark_matrix(p: Plan, torch_too: bool, log, rows: list) -> None:
@@ -178,20 +154,69 @@ def steps_per_call(p: Plan, log) -> list[dict]:
     ]
 
 
-def reference_run(config: TrainConfig, workdir: str, clock: CompileClock, framework: str = "jax") -> dict:
-    """Train `config` in `workdir` and time it: wall, compile, train and score seconds."""
-    from jaxresnet.training.run import train_run
+def reference_run(config: TrainConfig, workdir: str, cache: str, framework: str = "jax") -> dict:
+    """Train `config` in `workdir` as a user would, a new process of scripts/train.py (or
+    train_torch.py) over the compilation cache folder `cache`, and time it: wall, to the first
+    training step, compilation (summed over the programs, which compile side by side), training,
+    scoring, and the process's peak memory."""
+    import subprocess
+    import sys
 
-    compile0, t0 = clock.seconds, time.perf_counter()
-    with open(os.devnull, "w") as quiet:
-        if framework == "jax":
-            result = train_run(config, workdir, out=quiet, err=quiet, progress=False)
-        else:
-            from jaxresnet.pytorch.train import torch_train_run
+    from jaxresnet.config import config_flags
+    from jaxresnet.training.steplog import ENV
 
-            result = torch_train_run(config, workdir, out=quiet)
-    wall = time.perf_counter() - t0
-    h = result.history
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts",
+                          "train.py" if framework == "jax" else "train_torch.py")  # fmt: skip
+    flags = config_flags(config) + ["--workdir", workdir] + (["--no-progress"] if framework == "jax" else [])
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache, JAX_LOG_COMPILES="1", **{ENV: workdir + ".steps"})
+    os.makedirs(os.path.dirname(os.path.abspath(workdir)), exist_ok=True)
+    with open(workdir + ".log", "w") as log:
+        t0, started = time.perf_counter(), time.time()
+        proc = subprocess.Popen([sys.executable, script, *flags], stdout=log, stderr=log, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    with open(workdir + ".log") as f:
+        text = f.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        return {"error": (text.strip().splitlines() or ["no output"])[-1]}
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        history = json.load(f)
+    compile_s = sum(map(float, re.findall(r"Finished (?:tracing|jaxpr to MLIR module conversion|XLA compilation) "
+                                          r".* in ([\d.e+-]+) sec", text)))  # fmt: skip
+    return {
+        **_timings(framework, workdir, config, history, wall, _first_step(workdir + ".steps", started)),
+        "compile_s": round(compile_s, 2) if framework == "jax" else None,
+        "compilations": len(re.findall(r"Compiling \S+ with global shapes", text)),
+        "cache_hits": len(re.findall(r"Persistent compilation cache hit", text)),
+        "host_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        **_device_peak(workdir + ".steps"),
+    }
+
+
+def _device_peak(log: str) -> dict:
+    """The device's peak memory as the run logged it (accelerators that report it)."""
+    try:
+        with open(log) as f:
+            peaks = [int(line.split()[3]) for line in f if line.split()[1] == "device-peak-bytes"]
+    except OSError:
+        peaks = []
+    return {"device_peak_mb": round(max(peaks) / 2**20, 1)} if peaks else {}
+
+
+def _first_step(log: str, started: float) -> float | None:
+    """Seconds from `started` (a unix time) to the first training call in the step log."""
+    try:
+        with open(log) as f:
+            for line in f:
+                t, event, *_ = line.split()
+                if event == "train":
+                    return round(float(t) - started, 2)
+    except OSError:
+        pass
+    return None
+
+
+def _timings(framework, workdir, config, h, wall, first_step) -> dict:
     train_s = sum(e["train_seconds"] for e in h)
     score_s = sum(e["seconds"] - e["train_seconds"] for e in h)
     steady = sorted(e["seconds"] for e in h[1:]) or [h[0]["seconds"]]
@@ -201,7 +226,7 @@ def reference_run(config: TrainConfig, workdir: str, clock: CompileClock, framew
         "config": config.to_dict(),
         "epochs": len(h),
         "wall_s": round(wall, 2),
-        "compile_s": round(clock.seconds - compile0, 2) if framework == "jax" else None,
+        "first_step_s": first_step,  # from the start of the run to its first training step
         "train_s": round(train_s, 2),
         "score_s": round(score_s, 2),
         # loading the data, building the state, writing outputs and checkpoints
@@ -210,11 +235,10 @@ def reference_run(config: TrainConfig, workdir: str, clock: CompileClock, framew
         "final_train_accuracy": h[-1]["train_accuracy"],
         "final_test_accuracy": h[-1]["test_accuracy"],
         "best_test_accuracy": max(e["test_accuracy"] for e in h if e["test_accuracy"] is not None),
-        **peak_memory(),
     }
 
 
-def parity(p: Plan, outdir: str, clock: CompileClock, torch_too: bool, log) -> dict:
+def parity(p: Plan, outdir: str, torch_too: bool, log) -> dict:
     from jaxresnet.tools.compare import compare_runs
 
     # Full float32 in both frameworks: JAX's GPU default (and torch's for convolutions) is TF32.
@@ -228,7 +252,8 @@ def parity(p: Plan, outdir: str, clock: CompileClock, torch_too: bool, log) -> d
         for seed in p.parity_seeds:
             log(f"parity: {framework} seed {seed}")
             workdir = os.path.join(outdir, "parity", f"{framework}-s{seed}")
-            runs.append(reference_run(dataclasses.replace(p.reference, seed=seed), workdir, clock, framework))
+            cache = os.path.join(outdir, "xla-cache")
+            runs.append(reference_run(dataclasses.replace(p.reference, seed=seed), workdir, cache, framework))
     table = compare_runs([r["workdir"] for r in runs], os.path.join(outdir, "parity.png"), markdown=True)
     return {"runs": runs, "table": table, "figure": os.path.join(outdir, "parity.png")}
 
@@ -250,7 +275,6 @@ def measure(outdir: str, options: Options = Options(), log=print) -> dict:
     """Runs every part, the reference run first; measure.json and measure.md are rewritten after each
     part, so a machine taken back mid-way still leaves what was measured."""
     os.makedirs(outdir, exist_ok=True)
-    clock = CompileClock()
     env = environment()
     torch_too = env["torch"] is not None if options.torch is None else options.torch
     p = plan(options.quick, env["backend"] == "gpu", options.data_dir, options.data_cache)
@@ -265,15 +289,21 @@ def measure(outdir: str, options: Options = Options(), log=print) -> dict:
     }
     save = functools.partial(_save, outdir, result, time.perf_counter())
     if not options.parity_only:
+        # Cold: a compilation cache of its own, empty; warm: the same command again over it.
+        cache, run = os.path.join(outdir, "xla-cache"), os.path.join(outdir, "reference-run")
         log(f"reference run: {p.reference.epochs} epochs at --resize {p.reference.resize}")
-        result["reference_run"] = reference_run(p.reference, os.path.join(outdir, "reference-run"), clock)
+        result["reference_run"] = reference_run(p.reference, run, cache)
+        save()
+        log("reference run again, warm: a new process over the compilation cache the first one filled")
+        warm = dataclasses.replace(p.reference, epochs=p.warm_epochs or p.reference.epochs)
+        result["reference_run_warm"] = reference_run(warm, run + "-warm", cache)
         save()
         benchmark_matrix(p, torch_too, log, result["benchmarks"])
         save()
         result["steps_per_call"] = steps_per_call(p, log)
         save()
     if options.parity or options.parity_only:
-        result["parity"] = parity(p, outdir, clock, torch_too, log)
+        result["parity"] = parity(p, outdir, torch_too, log)
     result["complete"] = True
     save()
     return result
@@ -318,7 +348,7 @@ def markdown(result: dict) -> str:
         ]
     r = result.get("reference_run")
     if r is not None:
-        lines += _reference_lines(r)
+        lines += _reference_lines(r, result.get("reference_run_warm"))
     if "parity" in result:
         lines += [
             "",
@@ -331,19 +361,25 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _reference_lines(r: dict) -> list[str]:
+def _reference_lines(r: dict, warm: dict | None = None) -> list[str]:
     c = r["config"]
-    return [
+    rows = [("cold", r)] + ([("warm", warm)] if warm and "error" not in warm else [])
+    warm_epochs = f", {warm['epochs']} epoch(s)" if warm and "epochs" in warm else ""
+    lines = [
         "",
         f"Reference run (--resize {c['resize']}, {r['epochs']} epochs, {c['train_per_class']} per class, "
-        f"test per class {c['test_per_class'] or 'all'}):",
+        f"test per class {c['test_per_class'] or 'all'}; warm: a new process over the compilation cache the cold "
+        f"run filled{warm_epochs}):",
         "",
-        "| wall s | compile s | train s | score s | other s | steady epoch s | test acc % (final / best) "
-        "| peak memory |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {r['wall_s']} | {r['compile_s']} | {r['train_s']} | {r['score_s']} | {r.get('other_s', '-')} | "
-        f"{r['steady_epoch_s']} | "
-        f"{r['final_test_accuracy']} / {r['best_test_accuracy']} | "
-        + (f"device {r['device_peak_mb']} MB, " if "device_peak_mb" in r else "")
-        + f"host RSS {r['host_peak_rss_mb']} MB |",
+        "| run | wall s | to the first step s | compile s | train s | score s | other s | steady epoch s "
+        "| test acc % (final / best) | peak memory |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    for name, x in rows:
+        memory = (f"device {x['device_peak_mb']} MB, " if "device_peak_mb" in x else "") + (
+            f"host RSS {x['host_peak_rss_mb']} MB" if "host_peak_rss_mb" in x else "-"
+        )
+        lines.append(f"| {name} | {x['wall_s']} | {x.get('first_step_s', '-')} | {x.get('compile_s', '-')} | "
+                     f"{x['train_s']} | {x['score_s']} | {x.get('other_s', '-')} | {x['steady_epoch_s']} | "
+                     f"{x['final_test_accuracy']} / {x['best_test_accuracy']} | {memory} |")  # fmt: skip
+    return lines

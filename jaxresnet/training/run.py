@@ -248,6 +248,8 @@ class Trainer:
         if self.primary:
             write_outputs(self.workdir, self.history)
         self.events.epoch(self.history[-1])
+        if peak := (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use"):  # accelerators
+            self.log("device-peak-bytes", epoch, peak)
         stopping = self.stop.signum is not None
         saving = epoch % config.save_every == 0 or epoch == config.epochs or stopping
         if saving:

@@ -6,7 +6,8 @@ the tests that stop a run at a chosen point. Each line is `<unix time> <event> <
 `train E S` (the call that ends at step S of epoch E is queued, every step before it done),
 `eval E B` (batch B of epoch E's scoring queued, the ones before it done), `save E 0` and
 `saved E 0` (an epoch checkpoint's save called and returned; the files are written behind),
-`step-saved E S` (a step checkpoint at step S).
+`step-saved E S` (a step checkpoint at step S), `device-peak-bytes E N` (an accelerator's peak
+memory so far, where it reports one).
 """
 
 from __future__ import annotations
