@@ -190,11 +190,13 @@ def test_one_sgd_momentum_step_agrees(images, size):
                 continue  # the stem bias feeds a BatchNorm: its true gradient is 0, both sides see noise
             assert e <= max(tol, 10 * e32), (name, key, e, e32)
         # Over the whole network (norm of all differences against norm of all values) parameters
-        # and statistics are within 1e-5 of float64, or at least as close as torch's own float32
-        # step (params, measured: 3.4e-8 against torch's 3.6e-8 at 32; 1.1e-5 against 2.3e-5 at 128).
+        # and statistics are within 1e-5 of float64, or within 2x of torch's own float32 step's
+        # distance from it: two float32 renderings of the same float64 step, each rounding its own
+        # way (params at 128: 1.1e-5 against torch's 2.3e-5 with AVX-512 kernels, 2.77e-5 against
+        # 2.70e-5 under ONEDNN_MAX_CPU_ISA=AVX2). A wrong step is off by 1e-3 and more.
         if name != "momentum":  # raw gradients: held to the per-tensor rule above only
             whole, whole32 = _whole_network_error(mine, ref), _whole_network_error(ref32, ref)
-            assert whole <= max(tol, whole32), (name, whole, whole32)
+            assert whole <= max(tol, 2 * whole32), (name, whole, whole32)
 
 
 def test_torch_init_has_torch_default_moments():
