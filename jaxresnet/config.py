@@ -137,7 +137,8 @@ class TrainConfig:
     )
     augment: str = option(
         "none",
-        "training augmentation on the device: none, or a comma-separated list of crop, flip, cutout",
+        "training augmentation on the device: none, or a comma-separated list of crop, flip, trivialaugment or "
+        "randaugment (torchvision's policies), cutout",
         group="recipe",
         check=_augment_error,
     )
@@ -154,6 +155,15 @@ class TrainConfig:
         choices=SCHEDULES,
     )
     warmup_epochs: float = option(0.0, "linear warm-up from lr/100 (onecycle: its rising phase)", group="recipe", low=0)
+    mixup: float = option(
+        0.0, "MixUp: each batch blended with itself rolled by one, by a weight from Beta(a, a) (torchvision's "
+        "v2.MixUp; 0: off)", group="recipe", low=0)  # fmt: skip
+    cutmix: float = option(
+        0.0, "CutMix: a box of the batch rolled by one pasted in, its area from Beta(a, a) (torchvision's v2.CutMix; "
+        "0: off; with --mixup too, each batch takes one of the two)", group="recipe", low=0)  # fmt: skip
+    ema: float = option(
+        0.0, "score an exponential moving average of the weights and BatchNorm statistics, this decay per step, in "
+        "place of the weights (torch's AveragedModel; 0: off)", group="recipe", low=0, below=1)  # fmt: skip
     label_smoothing: float = option(0.0, "torch CrossEntropyLoss's label_smoothing", group="recipe", low=0, below=1)
     tta: str = option(
         "none",

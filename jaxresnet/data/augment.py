@@ -5,14 +5,19 @@
   shift adds black bands that no test image has, which the network must learn to ignore (airbench
   and most CIFAR recipes since use reflect); at --resize 128 a band would be 16 pixels wide.
 - **flip**: a horizontal flip with probability 1/2.
+- **trivialaugment** / **randaugment**: torchvision's TrivialAugmentWide / RandAugment policies,
+  each image its own draw (`jaxresnet.data.policy`).
 - **cutout**: a square of side `cutout` source pixels (scaled to the resized image) set to zero in the
   normalised image, that is to the dataset's mean colour, its centre uniform over the image and the
   square clipped at the border (DeVries & Taylor 2017).
+- **mixup** / **cutmix** (`--mixup`, `--cutmix`: their Beta(a, a)): the batch blended, or a box of it
+  pasted, with the batch rolled by one, the labels weighted alike (torchvision's v2.MixUp and
+  v2.CutMix; with both, each batch takes one of them at random, as v2.RandomChoice would).
 
-Crop and flip act on the stored uint8 images before the resize (a whole-pixel shift, exact); cutout
-after it, so its square has sharp edges at any --resize. The draws come from a key that is a function
-of (seed, epoch, step) alone (`step_key`), so a resumed run draws the same as an uninterrupted one.
-Test images are never augmented.
+Crop, flip and the policy act on the stored uint8 images before the resize (whole pixels, exact);
+cutout and the mixing after it, so edges stay sharp at any --resize. The draws come from a key that
+is a function of (seed, epoch, step) alone (`step_key`), so a resumed run draws the same as an
+uninterrupted one. Test images are never augmented.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-AUGMENTS = ("crop", "flip", "cutout")
+from jaxresnet.data.policy import POLICIES, apply_policy
+
+AUGMENTS = ("crop", "flip", *POLICIES, "cutout")
 # Folded into the shuffle key first: augmentation draws are a stream of their own, apart from the
 # per-epoch permutations (which fold the epoch number directly into the same key).
 AUGMENT_STREAM = 0x617567
@@ -34,10 +41,13 @@ class Augment:
 
     crop: int = 0  # largest shift in source pixels; 0: off
     flip: bool = False
+    policy: str = ""  # trivialaugment or randaugment; "": none
     cutout: int = 0  # square side in source pixels; 0: off
+    mixup: float = 0.0  # MixUp's Beta(a, a); 0: off
+    cutmix: float = 0.0  # CutMix's Beta(a, a); 0: off
 
     def __bool__(self) -> bool:
-        return bool(self.crop or self.flip or self.cutout)
+        return bool(self.crop or self.flip or self.policy or self.cutout or self.mixup or self.cutmix)
 
 
 def parse_augment(spec: str) -> tuple[str, ...]:
@@ -46,22 +56,21 @@ def parse_augment(spec: str) -> tuple[str, ...]:
     if names == ["none"]:
         return ()
     bad = [n for n in names if n not in AUGMENTS]
-    if bad or not names or len(set(names)) != len(names):
+    if bad or not names or len(set(names)) != len(names) or all(p in names for p in POLICIES):
         raise ValueError(f"--augment must be none or a comma-separated list of {', '.join(AUGMENTS)}, got {spec!r}")
     return tuple(n for n in AUGMENTS if n in names)
 
 
 def augment_of(config) -> Augment:
     """What a run's (`jaxresnet.config.TrainConfig`) training steps apply."""
-    return make_augment(config.augment, config.crop_padding, config.cutout_size)
-
-
-def make_augment(spec: str, crop_padding: int, cutout_size: int) -> Augment:
-    names = parse_augment(spec)
+    names = parse_augment(config.augment)
     return Augment(
-        crop=crop_padding if "crop" in names else 0,
+        crop=config.crop_padding if "crop" in names else 0,
         flip="flip" in names,
-        cutout=cutout_size if "cutout" in names else 0,
+        policy=next((n for n in names if n in POLICIES), ""),
+        cutout=config.cutout_size if "cutout" in names else 0,
+        mixup=config.mixup,
+        cutmix=config.cutmix,
     )
 
 
@@ -100,12 +109,14 @@ def cutout_mask(key, n: int, h: int, w: int, size: int):
 
 
 def augment_source(images_u8, key, aug: Augment):
-    """Crop and flip of the stored uint8 images (before the resize)."""
+    """Crop, flip and the policy, on the stored uint8 images (before the resize)."""
     k_crop, k_flip = jax.random.split(key)
     if aug.crop:
         images_u8 = random_crop(images_u8, k_crop, aug.crop)
     if aug.flip:
         images_u8 = random_flip(images_u8, k_flip)
+    if aug.policy:
+        images_u8 = apply_policy(images_u8, jax.random.fold_in(key, 2), aug.policy)
     return images_u8
 
 
@@ -116,3 +127,31 @@ def augment_resized(x, key, aug: Augment, source_size: int):
     n, h, w, _ = x.shape
     size = max(1, round(aug.cutout * h / source_size))
     return jnp.where(cutout_mask(jax.random.fold_in(key, 1), n, h, w, size), x, jnp.zeros((), x.dtype))
+
+
+def mix_batch(x, key, aug: Augment):
+    """MixUp or CutMix of a resized batch with itself rolled by one: (images, weight of each image's
+    own label, the partner's index shift). With both on, each batch takes one of the two, even odds."""
+    k_which, k_lam, k_box = jax.random.split(jax.random.fold_in(key, 3), 3)
+    use_cutmix = jax.random.bernoulli(k_which, 0.5) if aug.mixup and aug.cutmix else jnp.asarray(bool(aug.cutmix))
+    lam = jax.random.beta(k_lam, jnp.where(use_cutmix, aug.cutmix or 1.0, aug.mixup or 1.0),
+                          jnp.where(use_cutmix, aug.cutmix or 1.0, aug.mixup or 1.0))  # fmt: skip
+    partner = jnp.roll(x, 1, axis=0)
+    mixed = (lam * x + (1 - lam) * partner).astype(x.dtype)
+    box, area = _cutmix_box(k_box, x.shape[1], x.shape[2], lam)
+    pasted = jnp.where(box[None, :, :, None], partner, x)
+    return jnp.where(use_cutmix, pasted, mixed), jnp.where(use_cutmix, 1 - area, lam)
+
+
+def _cutmix_box(key, h: int, w: int, lam):
+    """torchvision's v2.CutMix box: centre uniform, sides sqrt(1 - lam) of the image's, clipped;
+    (the box as an (h, w) mask, the fraction of the image it covers)."""
+    ky, kx = jax.random.split(key)
+    cy, cx = jax.random.randint(ky, (), 0, h), jax.random.randint(kx, (), 0, w)
+    r = 0.5 * jnp.sqrt(1.0 - lam)
+    rh, rw = (r * h).astype(jnp.int32), (r * w).astype(jnp.int32)
+    y0, y1 = jnp.clip(cy - rh, 0, h), jnp.clip(cy + rh, 0, h)
+    x0, x1 = jnp.clip(cx - rw, 0, w), jnp.clip(cx + rw, 0, w)
+    rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+    box = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+    return box, ((y1 - y0) * (x1 - x0)) / (h * w)

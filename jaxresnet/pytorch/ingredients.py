@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from jaxresnet.config import TrainConfig
-from jaxresnet.data.augment import make_augment
+from jaxresnet.data.augment import augment_of
 from jaxresnet.training.optimizer import ONECYCLE_DIV, ONECYCLE_FINAL_DIV, ONECYCLE_PCT_START, WARMUP_START_FACTOR
 
 
@@ -51,10 +52,11 @@ def make_torch_optimizer(params, config: TrainConfig, steps_per_epoch: int):
 
 
 class TorchAugment:
-    """The JAX run's augmentations on a torch batch: crop and flip of uint8 NHWC, cutout of float NCHW."""
+    """The JAX run's augmentations on a torch batch: crop, flip and the policy of uint8 NHWC, cutout
+    and the mixing of float NCHW."""
 
     def __init__(self, config: TrainConfig):
-        self.aug = make_augment(config.augment, config.crop_padding, config.cutout_size)
+        self.aug = augment_of(config)
 
     def __bool__(self) -> bool:
         return bool(self.aug)
@@ -70,6 +72,8 @@ class TorchAugment:
         if self.aug.flip:
             flip = torch.rand(n, device=x.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(2), x)
+        if self.aug.policy:
+            x = torch.stack([pil_policy(image, self.aug.policy) for image in x])
         return x
 
     def resized(self, x: torch.Tensor, source_size: int) -> torch.Tensor:
@@ -83,6 +87,68 @@ class TorchAugment:
         cols = torch.arange(w, device=x.device)[None, None, :]
         inside = (rows >= cy) & (rows < cy + size) & (cols >= cx) & (cols < cx + size)
         return x.masked_fill(inside[:, None], 0.0)
+
+    def mix(self, x: torch.Tensor) -> tuple[torch.Tensor, float | None]:
+        """(the batch mixed with itself rolled by one, the weight of each image's own label), as
+        torchvision's v2.MixUp / v2.CutMix (v2.RandomChoice of the two when both are on)."""
+        mixup, cutmix = self.aug.mixup, self.aug.cutmix
+        if not (mixup or cutmix):
+            return x, None
+        use_cutmix = bool(cutmix) and (not mixup or torch.rand(()) < 0.5)
+        alpha = cutmix if use_cutmix else mixup
+        lam = float(torch.distributions.Beta(alpha, alpha).sample())
+        partner = x.roll(1, 0)
+        if not use_cutmix:
+            return lam * x + (1 - lam) * partner, lam
+        h, w = x.shape[-2:]
+        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        r = 0.5 * math.sqrt(1.0 - lam)
+        rh, rw = int(r * h), int(r * w)
+        y0, y1, x0, x1 = max(cy - rh, 0), min(cy + rh, h), max(cx - rw, 0), min(cx + rw, w)
+        out = x.clone()
+        out[..., y0:y1, x0:x1] = partner[..., y0:y1, x0:x1]
+        return out, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
+def pil_policy(image_u8: torch.Tensor, policy: str) -> torch.Tensor:
+    """One HWC uint8 image under `policy` (jaxresnet.data.policy's draws and magnitudes) through PIL's
+    own operations, as torchvision's TrivialAugmentWide / RandAugment apply them to a PIL image.
+    (torchvision itself is not used: the registry's build of it needs CUDA's libraries.)"""
+    from PIL import Image
+
+    from jaxresnet.data.policy import BINS, OPS, RANDAUGMENT_BIN, RANDAUGMENT_OPS, SIGNED, magnitudes
+
+    img = Image.fromarray(image_u8.numpy())
+    table = magnitudes(policy, img.size[1])
+    for _ in range(1 if policy == "trivialaugment" else RANDAUGMENT_OPS):
+        op = int(torch.randint(len(OPS), ()))
+        m = float(table[op, int(torch.randint(BINS, ())) if policy == "trivialaugment" else RANDAUGMENT_BIN])
+        if OPS[op] in SIGNED and torch.rand(()) < 0.5:
+            m = -m
+        img = _pil_op(img, OPS[op], m)
+    return torch.from_numpy(np.asarray(img).copy())
+
+
+def _pil_op(img, op: str, m: float):
+    from PIL import Image, ImageEnhance, ImageOps
+
+    affine = {"shear_x": (1, m, 0, 0, 1, 0), "shear_y": (1, 0, 0, m, 1, 0),
+              "translate_x": (1, 0, -int(m), 0, 1, 0), "translate_y": (1, 0, 0, 0, 1, -int(m))}  # fmt: skip
+    enhance = {"brightness": ImageEnhance.Brightness, "color": ImageEnhance.Color,
+               "contrast": ImageEnhance.Contrast, "sharpness": ImageEnhance.Sharpness}  # fmt: skip
+    if op in affine:
+        return img.transform(img.size, Image.Transform.AFFINE, affine[op], Image.Resampling.NEAREST, fillcolor=0)
+    if op == "rotate":
+        return img.rotate(m, resample=Image.Resampling.NEAREST, fillcolor=0)
+    if op in enhance:
+        return enhance[op](img).enhance(1.0 + m)
+    return {
+        "identity": lambda: img,
+        "posterize": lambda: ImageOps.posterize(img, int(m)),
+        "solarize": lambda: ImageOps.solarize(img, m),
+        "autocontrast": lambda: ImageOps.autocontrast(img),
+        "equalize": lambda: ImageOps.equalize(img),
+    }[op]()
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

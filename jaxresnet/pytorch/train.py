@@ -74,6 +74,10 @@ class _TorchRun:
             self.model.parameters(), config, steps_per_epoch(len(train), config.batch_size)
         )
         self.augment = TorchAugment(config)
+        # --ema: torch's own moving average, the BatchNorm buffers averaged too; what is scored
+        swa = torch.optim.swa_utils
+        self.ema = (swa.AveragedModel(self.model, multi_avg_fn=swa.get_ema_multi_avg_fn(config.ema), use_buffers=True)
+                    if config.ema else None)  # fmt: skip
         self.source_size = train.images.shape[1]
         self.images = torch.from_numpy(np.array(train.images)).to(device)
         self.labels = torch.from_numpy(np.array(train.labels)).long().to(device)
@@ -102,26 +106,34 @@ class _TorchRun:
             )
         else:
             x = torch_preprocess(raw, config.resize, self.stats)
+        x, own = self.augment.mix(x)
         self.opt.zero_grad(set_to_none=True)
         logits = self.model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        if own is not None:  # mixed: the partner's label by the rest of the weight
+            loss = own * loss + (1 - own) * F.cross_entropy(
+                logits, y.roll(1, 0), label_smoothing=config.label_smoothing
+            )
         loss.backward()
         lr = self.opt.param_groups[0]["lr"]  # the rate this step uses
         self.opt.step()
         if self.scheduler is not None:
             self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return logits, loss, lr
 
     def evaluate(self) -> float:
         config, preds = self.config, []
-        self.model.eval()
+        model = self.ema.module if self.ema is not None else self.model
+        model.eval()
         with torch.no_grad():
             for start in range(0, len(self.test_labels), config.eval_batch_size):
                 x = torch_preprocess(
                     self.test_images[start : start + config.eval_batch_size], config.resize, self.stats
                 )
-                logits = self.model(x)
+                logits = model(x)
                 if config.tta == "flip":  # averaged with the mirrored image's
-                    logits = (logits + self.model(x.flip(3))) / 2
+                    logits = (logits + model(x.flip(3))) / 2
                 preds.append(logits.argmax(1).cpu().numpy())
         return accuracy_percent(int((np.concatenate(preds) == self.test_labels).sum()), len(self.test_labels))

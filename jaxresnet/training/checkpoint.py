@@ -232,7 +232,11 @@ class _Checkpoints:
         out = self._manager.restore(step, args=ocp.args.Composite(**items))
         tree = out["state"]
         state = template.replace(
-            params=tree["params"], batch_stats=tree["batch_stats"], opt_state=tree["opt_state"], step=tree["step"]
+            params=tree["params"],
+            batch_stats=tree["batch_stats"],
+            opt_state=tree["opt_state"],
+            step=tree["step"],
+            ema=tree.get("ema"),
         )
         return Saved(
             epoch=int(tree["epoch"]),
@@ -360,7 +364,7 @@ def _state_tree(state: TrainState, shuffle_key: jax.Array, epoch: int) -> dict:
     # The small values go where the parameters are (replicated over the mesh with several devices or
     # processes), so every process saves and restores the same global arrays.
     where = jax.tree.leaves(state.params)[0].sharding
-    return {
+    tree = {
         "params": state.params,
         "batch_stats": state.batch_stats,
         "opt_state": state.opt_state,
@@ -368,6 +372,9 @@ def _state_tree(state: TrainState, shuffle_key: jax.Array, epoch: int) -> dict:
         "epoch": _placed(epoch, where, np.int32),
         "rng": _placed(jax.random.key_data(shuffle_key), where, np.uint32),
     }
+    if state.ema is not None:  # --ema: the moving average goes on from where it was
+        tree["ema"] = state.ema
+    return tree
 
 
 def _placed(value, sharding, dtype) -> jax.Array:

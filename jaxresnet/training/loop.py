@@ -22,10 +22,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxresnet.data import CIFAR10, Split, preprocess
-from jaxresnet.data.augment import Augment, augment_resized, augment_source, epoch_key, step_key
+from jaxresnet.data.augment import Augment, augment_resized, augment_source, epoch_key, mix_batch, step_key
 from jaxresnet.training import programs
 from jaxresnet.training.parallel import batch_sharding, constrain, replicate, replicated
-from jaxresnet.training.state import TrainState, cross_entropy
+from jaxresnet.training.state import TrainState, cross_entropy, ema_update
 
 NO_BAD_STEP = np.iinfo(np.int32).max
 NO_AUGMENT = Augment()
@@ -50,6 +50,7 @@ class StepSpec:
     steps: int = 1  # training steps per call (a lax.scan when > 1)
     stride: int = 0  # step s's batch starts at s * stride in the epoch's order (0: batch_size)
     tta: bool = False  # evaluation: the logits averaged with the mirrored image's
+    ema: float = 0.0  # the decay per step of the weights' moving average (0: none kept)
 
     @property
     def sharding(self):
@@ -94,17 +95,24 @@ def sgd_step(state: TrainState, metrics: dict, images, labels, perm, step, aug_k
     x = preprocess(raw, spec.image_size, spec.dtype, spec.stats)
     if spec.augment:
         x = augment_resized(x, key, spec.augment, images.shape[1])
+    y, own = labels[idx], None
+    if spec.augment.mixup or spec.augment.cutmix:  # `own`: the weight of each image's own label
+        x, own = mix_batch(x, key, spec.augment)
     x = constrain(x, sharding)
-    y = labels[idx]
 
     def loss_fn(params):
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats}, x, train=True, mutable=["batch_stats"]
         )
-        return cross_entropy(logits, y, spec.label_smoothing), (logits, updates["batch_stats"])
+        loss = cross_entropy(logits, y, spec.label_smoothing)
+        if own is not None:  # the partner's label (cross-entropy is linear in the target)
+            loss = own * loss + (1 - own) * cross_entropy(logits, jnp.roll(y, 1), spec.label_smoothing)
+        return loss, (logits, updates["batch_stats"])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if spec.ema:
+        state = state.replace(ema=ema_update(state.ema, state.params, state.batch_stats, spec.ema))
     metrics = {
         # kept in the running sums' own dtypes (a float64 run's loss would promote them; a scan's carry
         # must keep its type)
@@ -141,7 +149,8 @@ def predict_step(state: TrainState, images, idx, spec: StepSpec):
     sharding = spec.sharding
     idx = constrain(idx, sharding)
     x = constrain(preprocess(images[idx], spec.image_size, spec.dtype, spec.stats), sharding)
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    # The moving average where the run keeps one (--ema): it is what is scored.
+    variables = state.ema if state.ema is not None else {"params": state.params, "batch_stats": state.batch_stats}
     logits = state.apply_fn(variables, x, train=False)
     if spec.tta:  # test-time augmentation: the logits averaged with the mirrored image's
         logits = (logits + state.apply_fn(variables, x[:, :, ::-1], train=False)) / 2

@@ -188,6 +188,7 @@ class Trainer:
             config.label_smoothing,
             stats,
             steps=chunk,
+            ema=config.ema,
         )
         self.eval_spec = self.spec.for_eval(config.eval_batch_size, tta=config.tta == "flip")
         # Replicated before a restore: with several processes, orbax restores into the template's sharding.

@@ -23,6 +23,16 @@ from jaxresnet.models import ARCHS
 
 class TrainState(train_state.TrainState):
     batch_stats: Any
+    # With --ema: {"params", "batch_stats"}, their exponential moving average over the steps, which
+    # evaluation scores in place of the weights; None otherwise.
+    ema: Any = None
+
+
+def ema_update(ema: dict, params, batch_stats, decay: float) -> dict:
+    """One step of the moving average: decay * average + (1 - decay) * now (torch's AveragedModel
+    with get_ema_multi_avg_fn(decay) and use_buffers=True: BatchNorm's statistics averaged too)."""
+    now = {"params": params, "batch_stats": batch_stats}
+    return jax.tree.map(lambda a, x: (decay * a + (1 - decay) * x).astype(a.dtype), ema, now)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
@@ -90,19 +100,19 @@ def fresh_run(config: TrainConfig, num_classes: int = 10, train_size: int | None
     from jaxresnet.training.optimizer import optimizer_of
 
     steps_per_epoch = math.ceil(train_size / config.batch_size) if train_size else 1
-    return _fresh(build_model(config, num_classes), optimizer_of(config, steps_per_epoch), config.resize, config.seed)
+    model, tx = build_model(config, num_classes), optimizer_of(config, steps_per_epoch)
+    return _fresh(model, tx, config.resize, config.seed, bool(config.ema))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _fresh(model, tx, image_size: int, seed):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 4))
+def _fresh(model, tx, image_size: int, seed, ema: bool):
     # The keys, the variables and the optimizer state in one program: done eagerly they were some
     # thirty small compilations (a zeros per parameter shape for the momentum, the key splits).
     init_key, shuffle_key = seed_keys(seed)
     variables = model.init(init_key, jnp.zeros((1, image_size, image_size, 3), jnp.float32), train=False)
-    state = TrainState.create(
-        apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"], tx=tx
-    )
-    return state, shuffle_key
+    params, stats = variables["params"], variables["batch_stats"]
+    average = {"params": params, "batch_stats": stats} if ema else None  # starts at the initial weights
+    return TrainState.create(apply_fn=model.apply, params=params, batch_stats=stats, tx=tx, ema=average), shuffle_key
 
 
 @functools.lru_cache(maxsize=16)
