@@ -18,6 +18,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--data-cache", default=None, help="default: the run's own --data-cache")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--output", default=None, help="confusion-matrix PNG (default W/confusion-epoch<N>.png)")
+    p.add_argument("--tta", default=None, choices=("none", "flip"), help="test-time augmentation (default: the run's)")
+    p.add_argument("--raw-weights", action="store_true",
+                   help="score the weights themselves, not the moving average a run with --ema keeps")  # fmt: skip
     return p
 
 
@@ -30,20 +33,14 @@ def main(argv: list[str]) -> int:
         parser.error(f"--batch-size must be an integer >= 1, got {args.batch_size}")
 
     from jaxresnet.data import DataError
-    from jaxresnet.tools.evaluate import evaluate_checkpoint
+    from jaxresnet.tools.evaluate import Scoring, evaluate_checkpoint
     from jaxresnet.training.checkpoint import CheckpointError
 
     open_run(parser, args.workdir)
+    scoring = Scoring(args.data_dir, args.download, args.data_cache, args.batch_size, args.output, args.tta,
+                      args.raw_weights)  # fmt: skip
     try:
-        report = evaluate_checkpoint(
-            args.workdir,
-            which,
-            data_dir=args.data_dir,
-            download=args.download,
-            data_cache=args.data_cache,
-            batch_size=args.batch_size,
-            output=args.output,
-        )
+        report = evaluate_checkpoint(args.workdir, which, scoring)
     except (CheckpointError, DataError) as e:
         parser.error(str(e))
     print(report.text())

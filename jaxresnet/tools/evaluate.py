@@ -46,30 +46,37 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int = 1
     return np.bincount(labels * num_classes + preds, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def evaluate_checkpoint(
-    workdir: str,
-    which: str = "best",
-    *,
-    data_dir=None,
-    download=None,
-    data_cache=None,
-    batch_size: int = 500,
-    output: str | None = None,
-) -> Report:
+@dataclass(frozen=True)
+class Scoring:
+    """How a checkpoint is scored; None: as its run did."""
+
+    data_dir: str | None = None
+    download: bool | None = None
+    data_cache: str | None = None
+    batch_size: int = 500
+    output: str | None = None  # the confusion matrix's PNG (default: in the workdir)
+    tta: str | None = None  # none or flip
+    raw_weights: bool = False  # the weights themselves, not the run's moving average (--ema)
+
+
+def evaluate_checkpoint(workdir: str, which: str = "best", scoring: Scoring = Scoring()) -> Report:
     restored = load_checkpoint(workdir, which)
-    config, dataset = restored.config, restored.dataset
+    config, dataset, state = restored.config, restored.dataset, restored.state
     test = load_test_subset(
-        data_dir or config.data_dir,
-        config.download if download is None else download,
+        scoring.data_dir or config.data_dir,
+        config.download if scoring.download is None else scoring.download,
         config.test_per_class,
         config.seed,
-        data_cache if data_cache is not None else config.data_cache,
+        scoring.data_cache if scoring.data_cache is not None else config.data_cache,
         info=dataset,
     )
-    spec = StepSpec(batch_size, config.resize, compute_dtype(config), stats=dataset.stats, tta=config.tta == "flip")
-    preds = predict(restored.state, DeviceData.put(test, stats=dataset.stats), spec)
+    tta = (scoring.tta or config.tta) == "flip"
+    spec = StepSpec(scoring.batch_size, config.resize, compute_dtype(config), stats=dataset.stats, tta=tta)
+    if scoring.raw_weights:
+        state = state.replace(ema=None)
+    preds = predict(state, DeviceData.put(test, stats=dataset.stats), spec)
     matrix = confusion_matrix(test.labels, preds, dataset.num_classes)
-    figure = output or os.path.join(workdir, f"confusion-epoch{restored.epoch}.png")
+    figure = scoring.output or os.path.join(workdir, f"confusion-epoch{restored.epoch}.png")
     report = Report(restored.epoch, which, matrix, figure, dataset.class_names)
     plot_confusion(
         matrix, dataset.class_names, figure, f"{config.arch}, epoch {restored.epoch}: test accuracy {report.accuracy} %"
