@@ -104,7 +104,8 @@ FLAG_ERRORS = [
     (["--dtype", "float64", "--norm-impl", "fused"], "--norm-impl fused is float32 only"),
     (
         ["--augment", "crop,bogus"],
-        "--augment must be none or a comma-separated list of crop, flip, cutout, got 'crop,bogus'",
+        "--augment must be none or a comma-separated list of crop, flip, trivialaugment, randaugment, cutout, "
+        "got 'crop,bogus'",
     ),
     (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1), got 1.0"),
     (["--weight-decay", "-1"], "--weight-decay must be a number >= 0, got -1.0"),
