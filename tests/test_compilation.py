@@ -40,3 +40,47 @@ def test_a_run_compiles_the_state_two_training_calls_and_the_scoring_only(data_d
     warm = _run(data_dir, tmp_path / "b", tmp_path / "cache")
     hits = sorted(re.findall(r"Persistent compilation cache hit for '(\w+)'", warm))
     assert hits == ["jit__fresh", "jit_predict_step", "jit_train_steps", "jit_train_steps"], warm[-3000:]
+
+
+class _Program:
+    """Stands for a jitted function: records when it is lowered and compiled."""
+
+    def __init__(self, name, log, seconds):
+        self.name, self.log, self.seconds = name, log, seconds
+
+    def lower(self, *args):
+        self.log.append(f"lower {self.name}")
+        return self
+
+    def compile(self):
+        import time
+
+        self.log.append(f"compile {self.name}")
+        time.sleep(self.seconds)
+        self.log.append(f"compiled {self.name}")
+        return lambda *args: self.name
+
+
+def _prepare_two(monkeypatch, cores):
+    import numpy as np
+
+    from jaxresnet.training import programs
+
+    monkeypatch.setattr(programs, "_cores", lambda: cores)
+    log = []
+    first, later = _Program("first", log, 0.5), _Program("later", log, 0.1)
+    programs.prepare((first, "spec", (np.zeros(2),)), (later, "spec", (np.zeros(3),)))
+    assert log[0] == "lower first"  # in the calling thread, before prepare returns
+    assert programs.call(first, "spec", np.zeros(2)) == "first"
+    assert programs.call(later, "spec", np.zeros(3)) == "later"
+    return log
+
+
+def test_on_few_cores_the_later_programs_wait_for_the_first(monkeypatch):
+    log = _prepare_two(monkeypatch, cores=2)
+    assert log.index("compiled first") < log.index("lower later"), log
+
+
+def test_on_many_cores_they_compile_side_by_side(monkeypatch):
+    log = _prepare_two(monkeypatch, cores=16)
+    assert log.index("compile later") < log.index("compiled first"), log

@@ -24,6 +24,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -54,19 +55,21 @@ def verdict(kind: str, dims: tuple[int, ...], bf16: bool) -> Verdict:
     `dims` (n h w c oh ow o kh kw sh sw pt pb pl pr, padding trimmed as oneDNN takes it) may run
     on oneDNN here: from this process's memory, the cache folder, or a new check."""
     key = f"{PASSES[kind]}{'b' if bf16 else 'f'}:{','.join(map(str, dims))}"
-    if key not in _verdicts:
-        found = _store().get(key)
-        if found is None:
-            found, keep = _check(PASSES[kind], dims, bf16)
-            if keep:
-                _store().put(key, found)
-        _verdicts[key] = found
-    return _verdicts[key]
+    with _verdicts_lock:  # programs are traced in more than one thread; the child answers one at a time
+        if key not in _verdicts:
+            found = _store().get(key)
+            if found is None:
+                found, keep = _check(PASSES[kind], dims, bf16)
+                if keep:
+                    _store().put(key, found)
+            _verdicts[key] = found
+        return _verdicts[key]
 
 
 def fallbacks() -> list[Verdict]:
     """The passes this process was refused, in the order they were asked for."""
-    return [v for v in _verdicts.values() if not v.ok]
+    with _verdicts_lock:
+        return [v for v in _verdicts.values() if not v.ok]
 
 
 def report() -> str | None:
@@ -97,6 +100,7 @@ def report() -> str | None:
 
 
 _verdicts: dict[str, Verdict] = {}
+_verdicts_lock = threading.RLock()
 _reported_count = [0]
 _reported_labels: set[str] = set()
 _reported_reasons: set[str] = set()

@@ -266,14 +266,22 @@ def epoch_calls(spec: StepSpec, n: int, first: int = 0):
 
 
 def prepare_programs(
-    state: TrainState, shuffle_key, train: DeviceData, test: DeviceData, spec: StepSpec, eval_spec: StepSpec
+    state: TrainState,
+    shuffle_key,
+    train: DeviceData,
+    test: DeviceData,
+    spec: StepSpec,
+    eval_spec: StepSpec,
+    first_step: int = 0,
 ) -> None:
-    """Lower the programs of an epoch and of scoring `test` now, and compile them side by side in
-    threads (`programs`): the first call waits for its own program only."""
-    for call in dict.fromkeys(call for _, call in epoch_calls(spec, len(train))):
-        programs.prepare(train_steps, call, state, zero_metrics(), train.images, train.labels, shuffle_key, 1, 0)
+    """Prepare the programs of an epoch (the one a run continuing at `first_step` calls first, first)
+    and of scoring `test` (`programs`): the first call waits for its own program only."""
+    calls = [call for _, call in epoch_calls(spec, len(train), first_step)]
+    calls += [call for _, call in epoch_calls(spec, len(train))]
+    args = (state, zero_metrics(), train.images, train.labels, shuffle_key, 1, 0)
     eval_spec = dataclasses.replace(eval_spec, batch_size=min(eval_spec.batch_size, len(test)))
-    programs.prepare(predict_step, eval_spec, state, test.images, np.arange(eval_spec.batch_size, dtype=np.int32))
+    eval_args = (state, test.images, np.arange(eval_spec.batch_size, dtype=np.int32))
+    programs.prepare(*[(train_steps, c, args) for c in dict.fromkeys(calls)], (predict_step, eval_spec, eval_args))
 
 
 CPU_SCAN_MAX_RESIZE = 64

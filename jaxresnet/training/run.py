@@ -198,8 +198,11 @@ class Trainer:
         if saved is not None:
             self._resume_from(saved)
         self.shuffle_key = replicate(self.shuffle_key, self.mesh)  # its permutations feed steps on every device
-        prepare_programs(self.state, self.shuffle_key, self.train_data, self.test_data, self.spec, self.eval_spec)
-        warn_native_fallbacks(self.err)  # the programs are traced: what the native backend refused is known
+        first_step = self.position.step if self.position else 0
+        prepare_programs(
+            self.state, self.shuffle_key, self.train_data, self.test_data, self.spec, self.eval_spec, first_step
+        )
+        warn_native_fallbacks(self.err)  # the first program is traced: what the native backend refused of it
         if self.primary:
             write_config(self.workdir, config, framework="jax", dataset=self.dataset)
 
