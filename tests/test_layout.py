@@ -113,6 +113,9 @@ config = TrainConfig(arch="resnet18", resize=32, batch_size=8)
 init_key, shuffle_key = seed_keys(0)
 state = create_train_state(build_model(config), init_key, 32, 0.01, 0.9)
 state, result = train_epoch(state, DeviceData.put(data), shuffle_key, 1, StepSpec(8, 32))
+import tempfile
+from jaxresnet.training.events import EventLog
+EventLog(tempfile.mkdtemp())  # tensorboardX imports torch where it can: not in a JAX run
 loaded = [line for line in open("/proc/self/maps") if "libjaxresnet_onednn" in line]
 print("step", int(state.step), "loss", round(result.train_loss, 3),
       "torch", sys.modules.get("torch") is not None, "native", bool(loaded),
@@ -158,6 +161,7 @@ def test_the_core_trains_a_step_with_the_native_backend_turned_off():
     assert done.returncode == 0, done.stderr[-3000:]
     words = done.stdout.split()
     assert words[:2] == ["step", "1"], done.stdout
+    assert words[4:6] == ["torch", "False"], done.stdout  # installed, and never loaded by the core
     assert words[6:] == ["native", "False", "conv", "xla"], done.stdout  # nothing native loaded or chosen
     assert 1.0 < float(words[3]) < 4.0
     done = _run("from jaxresnet import native\nprint(native.available(), '|', native.reason())\n", JAXRESNET_NATIVE="0")

@@ -21,13 +21,29 @@ SCALARS = {
 }
 
 
+def _summary_writer():
+    """tensorboardX's SummaryWriter, imported without torch where torch is not loaded yet: tensorboardX
+    imports it when it can only to accept its tensors, and a JAX run would pay the import (seconds,
+    and hundreds of MB) before its first step."""
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX handles
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
 class EventLog:
     def __init__(self, workdir: str, enabled: bool = True, err=None):
         self._writer = None
         if not enabled:
             return
         try:
-            from tensorboardX import SummaryWriter
+            SummaryWriter = _summary_writer()
         except ImportError:
             print(
                 "warning: tensorboardX is not installed: no TensorBoard events (metrics.json has every "
