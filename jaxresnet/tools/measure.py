@@ -9,8 +9,8 @@
    curves overlaid (`tools.compare`).
 
 It degrades by itself: no torch (JAX alone), no TensorFlow (a data cache must hold the subsets), CPU
-only. `--quick` shrinks every part (about 2 minutes on a 2-core CPU). Writes OUTDIR/measure.json and
-OUTDIR/measure.md and prints the table.
+only. `--quick` shrinks every part and takes ResNet18 (a check of the machinery, not a measurement).
+Writes OUTDIR/measure.json and OUTDIR/measure.md and prints the table.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class Plan:
     dispatch: tuple[int, int, int] = (32, 32, 32)
     dispatch_chunks: tuple[int, ...] = (1, 16)
     warm_epochs: int | None = None  # the warm run's epochs (None: the reference run's)
+    arch: str = "resnet34"  # of every part; --quick takes the smaller network, which compiles in half the time
 
 
 def plan(quick: bool, on_gpu: bool, data_dir, data_cache) -> Plan:
@@ -56,10 +57,11 @@ def plan(quick: bool, on_gpu: bool, data_dir, data_cache) -> Plan:
             steps=2,
             reps=1,
             warmup=1,
-            reference=TrainConfig(resize=32, epochs=2, train_per_class=10, test_per_class=10, **data),
+            reference=TrainConfig(arch="resnet18", resize=32, epochs=2, train_per_class=10, test_per_class=10, **data),
             parity_seeds=(0,),
             dispatch=(16, 8, 4),
             dispatch_chunks=(1, 4),
+            arch="resnet18",
         )
     large = 256 if on_gpu else 128
     return Plan(
@@ -109,9 +111,7 @@ def benchmark_matrix(p: Plan, torch_too: bool, log, rows: list) -> None:
             for batch in p.batches:
                 log(f"benchmark --resize {resize} --dtype {dtype} --batch-size {batch}")
                 r = run(
-                    Setting(
-                        "resnet34", resize, batch, dtype, steps=p.steps, reps=p.reps, warmup=p.warmup, torch=torch_too
-                    ),
+                    Setting(p.arch, resize, batch, dtype, steps=p.steps, reps=p.reps, warmup=p.warmup, torch=torch_too),
                     log=log,
                 )
                 rows.append(as_json(r))
@@ -133,7 +133,7 @@ def steps_per_call(p: Plan, log) -> list[dict]:
     data = DeviceData.put(
         Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int32))
     )
-    config = TrainConfig(resize=resize, batch_size=batch)
+    config = TrainConfig(arch=p.arch, resize=resize, batch_size=batch)
     states, rates = {}, {c: [] for c in p.dispatch_chunks}
     for rep in range(p.reps + 1):  # the first epoch compiles
         for c in p.dispatch_chunks:
