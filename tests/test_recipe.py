@@ -293,6 +293,10 @@ def test_recipe_presets_resolve_and_an_explicit_flag_wins():
     assert resolve(build_parser(), []) == TrainConfig()  # the reference: today's defaults, exactly
     improved = resolve(build_parser(), ["--recipe", "improved"])
     assert improved.recipe == "improved" and all(getattr(improved, k) == v for k, v in RECIPES["improved"].items())
+    for name, preset in RECIPES.items():  # every preset is a valid experiment for both frameworks
+        for parser in (build_parser(), torch_parser()):
+            resolved = resolve(parser, ["--recipe", name]).validate()
+            assert resolved.recipe == name and all(getattr(resolved, k) == v for k, v in preset.items())
     mixed = resolve(build_parser(), ["--recipe", "improved", "--epochs", "12", "--lr=0.1", "--augment", "none"])
     assert (mixed.epochs, mixed.lr, mixed.augment, mixed.schedule) == (12, 0.1, "none", RECIPES["improved"]["schedule"])
     # a boolean of the preset can be turned either way
