@@ -10,6 +10,7 @@ FLAGS=${FLAGS:---resize 64 --epochs 8 --train-per-class 100 --test-per-class 100
 SEEDS=${SEEDS:-0 1 2}
 OUT=${OUT:-runs/parity}
 DATA=${DATA_DIR:+--data-dir $DATA_DIR}
+mkdir -p "$OUT"
 runs=()
 for seed in $SEEDS; do
   for fw in jax torch; do
