@@ -68,8 +68,9 @@ def verdict(kind: str, dims: tuple[int, ...], bf16: bool) -> Verdict:
 
 def fallbacks() -> list[Verdict]:
     """The passes this process was refused, in the order they were asked for."""
-    with _verdicts_lock:
-        return [v for v in _verdicts.values() if not v.ok]
+    # Not under the lock: a check in another thread may hold it for seconds, and this is asked between
+    # training calls. Copying the values is one step under the GIL.
+    return [v for v in list(_verdicts.values()) if not v.ok]
 
 
 def report() -> str | None:
