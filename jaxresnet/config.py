@@ -28,7 +28,7 @@ from jaxresnet.training.optimizer import SCHEDULES
 # double precision (CPU; JAX's 64-bit mode must be on), where rounding cannot hide a sharding or
 # multi-process bug (tests/test_distributed.py).
 DTYPES = ("float32", "bfloat16", "float64")
-TTAS = ("none", "flip")
+TTAS = ("none", "flip", "flip-shift")
 GROUPS = {
     "experiment": None,
     "recipe": "recipe (the defaults are the reference's; README: A better model)",
@@ -167,7 +167,8 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "torch CrossEntropyLoss's label_smoothing", group="recipe", low=0, below=1)
     tta: str = option(
         "none",
-        "test-time augmentation: flip averages the logits with the mirrored image's",
+        "test-time augmentation: flip averages the logits with the mirrored image's; flip-shift also with the "
+        "image shifted one source pixel up-left and down-right (airbench's: 6 passes, 3x flip's cost)",
         group="recipe",
         choices=TTAS,
     )

@@ -22,6 +22,7 @@ from jaxresnet.data.augment import (
     random_crop,
     random_flip,
     step_key,
+    tta_views,
 )
 from jaxresnet.models import ResNet18
 from jaxresnet.pytorch.ingredients import TorchAugment, make_torch_optimizer
@@ -193,13 +194,60 @@ def test_flip_tta_averages_the_mirrored_logits_and_test_images_are_not_augmented
     # forward pass round differently; a barely trained network has near-ties)
     for got, logits in [
         (predict(state, data, StepSpec(30, 16)), plain),
-        (predict(state, data, StepSpec(30, 16, tta=True)), (plain + mirrored) / 2),
+        (predict(state, data, StepSpec(30, 16, tta="flip")), (plain + mirrored) / 2),
     ]:
         top2 = np.sort(np.asarray(logits), -1)[:, -2:]
         clear = top2[:, 1] - top2[:, 0] > 1e-4 * np.abs(np.asarray(logits)).max()
         assert clear.sum() >= 20, clear.sum()
         np.testing.assert_array_equal(got[clear], np.argmax(logits, -1)[clear])
     assert (np.argmax(plain, -1) != np.argmax((plain + mirrored) / 2, -1)).any()  # TTA changes something
+
+
+def test_flip_shift_views_are_one_pixel_shifts_with_reflected_borders_in_both_frameworks():
+    images = np.random.default_rng(0).integers(0, 256, (2, 5, 6, 3), dtype=np.uint8)
+    views = tta_views(jnp.asarray(images), "flip-shift")
+    assert [w for w, _ in views] == [0.5, 0.25, 0.25]
+    same, up_left, down_right = (np.asarray(v) for _, v in views)
+    np.testing.assert_array_equal(same, images)
+    # view[i, j] = image[i - 1, j - 1] (up-left padding) and image[i + 1, j + 1], rows and columns
+    # beyond the border reflected (-1 -> 1, h -> h - 2)
+    rows, cols = np.arange(5), np.arange(6)
+    reflect = lambda i, n: np.abs(i) if i < n else 2 * (n - 1) - i  # noqa: E731
+    for view, d in [(up_left, -1), (down_right, 1)]:
+        for i in rows:
+            for j in cols:
+                np.testing.assert_array_equal(view[:, i, j], images[:, reflect(i + d, 5), reflect(j + d, 6)])
+    for tta in ("none", "flip"):
+        ((weight, view),) = tta_views(images, tta, np)
+        assert weight == 1.0 and view is images
+    for (w1, a), (w2, b) in zip(views, tta_views(images, "flip-shift", np)):  # the torch baseline's views
+        assert w1 == w2
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_flip_shift_tta_averages_six_passes_with_airbench_weights():
+    model = ResNet18(num_classes=10)
+    state = create_train_state(model, jax.random.key(0), 16, 0.01, 0.9)
+    data = DeviceData.put(_tiny_data())
+    state, _ = train_epoch(state, data, jax.random.key(1), 1, StepSpec(10, 16, augment=Augment(crop=2, flip=True)))
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    source = np.asarray(data.images)
+    padded = np.pad(source, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+
+    def both(images):  # float64 sum of a view and its mirror, from eager passes
+        x = preprocess(jnp.asarray(images), 16)
+        return (
+            np.float64(model.apply(variables, x, train=False)) + model.apply(variables, x[:, :, ::-1], train=False)
+        ) / 2
+
+    expected = 0.5 * both(source) + 0.25 * both(padded[:, :16, :16]) + 0.25 * both(padded[:, 2:, 2:])
+    flip_only = both(source)
+    got = predict(state, data, StepSpec(30, 16, tta="flip-shift"))
+    top2 = np.sort(expected, -1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-4 * np.abs(expected).max()
+    assert clear.sum() >= 20, clear.sum()
+    np.testing.assert_array_equal(got[clear], np.argmax(expected, -1)[clear])
+    assert (np.argmax(expected, -1) != np.argmax(flip_only, -1)).any()  # the shifts change something
 
 
 RECIPE = dict(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from jaxresnet.cli.args import ArgumentParser, line_buffered_output, quiet_libraries
+from jaxresnet.config import TTAS
 
 
 def build_parser() -> ArgumentParser:
@@ -18,7 +19,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--data-cache", default=None, help="default: the run's own --data-cache")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--output", default=None, help="confusion-matrix PNG (default W/confusion-epoch<N>.png)")
-    p.add_argument("--tta", default=None, choices=("none", "flip"), help="test-time augmentation (default: the run's)")
+    p.add_argument("--tta", default=None, choices=TTAS, help="test-time augmentation (default: the run's)")
     p.add_argument("--raw-weights", action="store_true",
                    help="score the weights themselves, not the moving average a run with --ema keeps")  # fmt: skip
     return p

@@ -17,7 +17,8 @@
 Crop, flip and the policy act on the stored uint8 images before the resize (whole pixels, exact);
 cutout and the mixing after it, so edges stay sharp at any --resize. The draws come from a key that
 is a function of (seed, epoch, step) alone (`step_key`), so a resumed run draws the same as an
-uninterrupted one. Test images are never augmented.
+uninterrupted one. Test images are never augmented; test-time augmentation (`--tta`, `tta_views`)
+scores fixed views of each image and averages their logits.
 """
 
 from __future__ import annotations
@@ -81,6 +82,22 @@ def epoch_key(shuffle_key: jax.Array, epoch) -> jax.Array:
 def step_key(epoch_key_: jax.Array, step) -> jax.Array:
     """The draws of training step `step` (0-based within the epoch) of the epoch `epoch_key_` is for."""
     return jax.random.fold_in(epoch_key_, step)
+
+
+def tta_views(images, tta: str, xp=jnp) -> list:
+    """Test-time augmentation's (weight, source images) views of a batch of uint8 images (numpy with
+    `xp=np`, for the torch baseline); each view is also scored mirrored where `tta` is not none (the
+    mirror taken of the resized image, as it always was).
+
+    flip-shift is airbench's mirror-and-translate: the images themselves with weight 1/2, and shifted
+    by one source pixel up-left and down-right, reflected in at the border as the training crop does,
+    1/4 each: six network passes an image. none and flip: the images themselves.
+    """
+    if tta != "flip-shift":
+        return [(1.0, images)]
+    h, w = images.shape[1:3]
+    padded = xp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    return [(0.5, images), (0.25, padded[:, :h, :w]), (0.25, padded[:, 2:, 2:])]
 
 
 def random_crop(images, key, pad: int):

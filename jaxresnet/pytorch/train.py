@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from jaxresnet.config import ConfigError, TrainConfig
 from jaxresnet.data import load_dataset
+from jaxresnet.data.augment import tta_views
 from jaxresnet.pytorch.ingredients import TorchAugment, make_torch_optimizer, steps_per_epoch
 from jaxresnet.pytorch.reference import TORCH_ARCHS, torch_preprocess
 from jaxresnet.training.events import EventLog
@@ -129,11 +130,15 @@ class _TorchRun:
         model.eval()
         with torch.no_grad():
             for start in range(0, len(self.test_labels), config.eval_batch_size):
-                x = torch_preprocess(
-                    self.test_images[start : start + config.eval_batch_size], config.resize, self.stats
-                )
-                logits = model(x)
-                if config.tta == "flip":  # averaged with the mirrored image's
-                    logits = (logits + model(x.flip(3))) / 2
+                batch = self.test_images[start : start + config.eval_batch_size]
+                logits = None
+                for weight, view in tta_views(batch.cpu().numpy(), config.tta, np):  # as scored_logits
+                    x = torch_preprocess(
+                        torch.from_numpy(np.ascontiguousarray(view)).to(batch.device), config.resize, self.stats
+                    )
+                    out = model(x)
+                    if config.tta != "none":  # averaged with the mirrored image's
+                        out = (out + model(x.flip(3))) / 2
+                    logits = weight * out if logits is None else logits + weight * out
                 preds.append(logits.argmax(1).cpu().numpy())
         return accuracy_percent(int((np.concatenate(preds) == self.test_labels).sum()), len(self.test_labels))

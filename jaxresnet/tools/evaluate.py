@@ -55,7 +55,7 @@ class Scoring:
     data_cache: str | None = None
     batch_size: int = 500
     output: str | None = None  # the confusion matrix's PNG (default: in the workdir)
-    tta: str | None = None  # none or flip
+    tta: str | None = None  # one of config.TTAS (None: the run's)
     raw_weights: bool = False  # the weights themselves, not the run's moving average (--ema)
 
 
@@ -70,7 +70,7 @@ def evaluate_checkpoint(workdir: str, which: str = "best", scoring: Scoring = Sc
         scoring.data_cache if scoring.data_cache is not None else config.data_cache,
         info=dataset,
     )
-    tta = (scoring.tta or config.tta) == "flip"
+    tta = scoring.tta or config.tta
     spec = StepSpec(scoring.batch_size, config.resize, compute_dtype(config), stats=dataset.stats, tta=tta)
     if scoring.raw_weights:
         state = state.replace(ema=None)

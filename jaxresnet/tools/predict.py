@@ -1,8 +1,9 @@
 """Answer for new images with a trained run: each image's top classes with probabilities, by the
-run's own class names and preprocessing (stored size, resize, normalisation, flip TTA)."""
+run's own class names and preprocessing (stored size, resize, normalisation, test-time augmentation)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import jax
@@ -10,6 +11,7 @@ import numpy as np
 
 from jaxresnet.data import DataError, folder
 from jaxresnet.training.checkpoint import load_checkpoint
+from jaxresnet.training.loop import StepSpec, scored_logits
 from jaxresnet.training.state import TrainState, compute_dtype
 
 CIFAR_SIDE = 32
@@ -46,7 +48,9 @@ def predict_images(workdir: str, paths: list[str], which: str = "best", top: int
     config, dataset = restored.config, restored.dataset
     images = read_images(paths, dataset.image_size or dataset.store_size or CIFAR_SIDE)
     probs = class_probabilities(
-        restored.state, images, config.resize, dataset.stats, compute_dtype(config), tta=config.tta == "flip"
+        restored.state,
+        images,
+        StepSpec(len(images), config.resize, compute_dtype(config), stats=dataset.stats, tta=config.tta),
     )
     k = min(top, dataset.num_classes)
     out = []
@@ -56,12 +60,8 @@ def predict_images(workdir: str, paths: list[str], which: str = "best", top: int
     return restored.epoch, out
 
 
-def class_probabilities(state: TrainState, images: np.ndarray, resize: int, stats, dtype, tta: bool) -> np.ndarray:
-    from jaxresnet.data import preprocess
-
-    x = preprocess(jax.numpy.asarray(images), resize, dtype, stats)
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    logits = state.apply_fn(variables, x, train=False)
-    if tta:
-        logits = (logits + state.apply_fn(variables, x[:, :, ::-1], train=False)) / 2
+def class_probabilities(state: TrainState, images: np.ndarray, spec: StepSpec) -> np.ndarray:
+    # The moving average where the run keeps one (--ema), as the run scored it.
+    variables = state.ema if state.ema is not None else {"params": state.params, "batch_stats": state.batch_stats}
+    logits = scored_logits(functools.partial(state.apply_fn, variables, train=False), jax.numpy.asarray(images), spec)
     return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))

@@ -22,7 +22,15 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxresnet.data import CIFAR10, Split, preprocess
-from jaxresnet.data.augment import Augment, augment_resized, augment_source, epoch_key, mix_batch, step_key
+from jaxresnet.data.augment import (
+    Augment,
+    augment_resized,
+    augment_source,
+    epoch_key,
+    mix_batch,
+    step_key,
+    tta_views,
+)
 from jaxresnet.training import programs
 from jaxresnet.training.parallel import batch_sharding, constrain, replicate, replicated
 from jaxresnet.training.state import TrainState, cross_entropy, ema_update
@@ -49,7 +57,7 @@ class StepSpec:
     stats: tuple = CIFAR10.stats  # the (mean, std) the images are normalised with
     steps: int = 1  # training steps per call (a lax.scan when > 1)
     stride: int = 0  # step s's batch starts at s * stride in the epoch's order (0: batch_size)
-    tta: bool = False  # evaluation: the logits averaged with the mirrored image's
+    tta: str = "none"  # evaluation's test-time augmentation (config.TTAS)
     ema: float = 0.0  # the decay per step of the weights' moving average (0: none kept)
 
     @property
@@ -60,7 +68,7 @@ class StepSpec:
         """The spec of a call of `steps` steps of `batch_size` images, at this spec's stride."""
         return dataclasses.replace(self, batch_size=batch_size, steps=steps, stride=self.stride or self.batch_size)
 
-    def for_eval(self, batch_size: int, tta: bool = False) -> StepSpec:
+    def for_eval(self, batch_size: int, tta: str = "none") -> StepSpec:
         """The evaluation program's spec: nothing of training's in it, so one program serves every epoch."""
         return StepSpec(batch_size, self.image_size, self.dtype, self.mesh, stats=self.stats, tta=tta)
 
@@ -148,14 +156,24 @@ def train_steps(state: TrainState, metrics: dict, images, labels, shuffle_key, e
 def predict_step(state: TrainState, images, idx, spec: StepSpec):
     sharding = spec.sharding
     idx = constrain(idx, sharding)
-    x = constrain(preprocess(images[idx], spec.image_size, spec.dtype, spec.stats), sharding)
     # The moving average where the run keeps one (--ema): it is what is scored.
     variables = state.ema if state.ema is not None else {"params": state.params, "batch_stats": state.batch_stats}
-    logits = state.apply_fn(variables, x, train=False)
-    if spec.tta:  # test-time augmentation: the logits averaged with the mirrored image's
-        logits = (logits + state.apply_fn(variables, x[:, :, ::-1], train=False)) / 2
+    logits = scored_logits(functools.partial(state.apply_fn, variables, train=False), images[idx], spec)
     # Gathered on every device: with several processes, each reads the whole batch's predictions.
     return constrain(jnp.argmax(logits, -1).astype(jnp.int32), replicated(sharding))
+
+
+def scored_logits(apply: Callable, images_u8, spec: StepSpec):
+    """The logits a test batch of uint8 images is scored by: `apply` (the network in eval mode) on
+    each of `spec.tta`'s views, resized and normalised, and on its mirror unless tta is none; weighted."""
+    logits = None
+    for weight, view in tta_views(images_u8, spec.tta):
+        x = constrain(preprocess(view, spec.image_size, spec.dtype, spec.stats), spec.sharding)
+        out = apply(x)
+        if spec.tta != "none":
+            out = (out + apply(x[:, :, ::-1])) / 2
+        logits = weight * out if logits is None else logits + weight * out  # none and flip: 1.0 * out, exact
+    return logits
 
 
 @dataclass

@@ -190,7 +190,7 @@ class Trainer:
             steps=chunk,
             ema=config.ema,
         )
-        self.eval_spec = self.spec.for_eval(config.eval_batch_size, tta=config.tta == "flip")
+        self.eval_spec = self.spec.for_eval(config.eval_batch_size, tta=config.tta)
         # Replicated before a restore: with several processes, orbax restores into the template's sharding.
         state, self.shuffle_key = fresh_run(config, self.dataset.num_classes, len(train))
         self.state, self.start_epoch, self.position = replicate(state, self.mesh), 0, None
