@@ -161,6 +161,10 @@ class TrainConfig:
     cutmix: float = option(
         0.0, "CutMix: a box of the batch rolled by one pasted in, its area from Beta(a, a) (torchvision's v2.CutMix; "
         "0: off; with --mixup too, each batch takes one of the two)", group="recipe", low=0)  # fmt: skip
+    mix_prob: float = option(
+        1.0, "the share of batches --mixup/--cutmix mix, each batch drawn (the CutMix paper's CIFAR runs: 0.5); the "
+        "others train unmixed", group="recipe", positive=True,
+        check=lambda v: f"--mix-prob must be in (0, 1], got {v}" if v > 1 else None)  # fmt: skip
     ema: float = option(
         0.0, "score an exponential moving average of the weights and BatchNorm statistics, this decay per step, in "
         "place of the weights (torch's AveragedModel; 0: off)", group="recipe", low=0, below=1)  # fmt: skip

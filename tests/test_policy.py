@@ -131,6 +131,20 @@ def test_cutmix_pastes_one_box_of_the_rolled_batch_and_the_weight_is_its_complem
     assert kinds == {"mix", "cut"}
 
 
+def test_mix_prob_leaves_a_share_of_batches_unmixed_and_the_mixed_ones_as_they_were():
+    x = jax.random.uniform(jax.random.key(0), (4, 16, 16, 3))
+    mixed = 0
+    for k in range(40):
+        always = mix_batch(x, jax.random.key(k), Augment(cutmix=1.0))
+        out, own = mix_batch(x, jax.random.key(k), Augment(cutmix=1.0, mix_prob=0.5))
+        if float(own) == 1.0 and np.array_equal(out, x):
+            continue  # left as it is, its own labels only
+        mixed += 1
+        np.testing.assert_array_equal(out, always[0])  # the same box as with every batch mixed
+        assert float(own) == float(always[1])
+    assert 8 <= mixed <= 32, mixed  # about half of 40 (binomial: outside this 1 in 10,000)
+
+
 def test_the_moving_average_follows_its_rule_in_float64():
     """The average after three steps is d^3 p0 + d^2 (1-d) p1 + d (1-d) p2 + (1-d) p3 of the weights
     p_k after step k (and the same of BatchNorm's statistics), to float32 rounding."""
@@ -176,6 +190,8 @@ def test_a_run_with_every_ingredient_scores_its_average_and_resumes_bit_for_bit(
     (["--mixup", "-1"], "--mixup must be a number >= 0, got -1.0"),
     (["--cutmix", "-0.5"], "--cutmix must be a number >= 0, got -0.5"),
     (["--ema", "1"], "--ema must be in [0, 1), got 1.0"),
+    (["--mix-prob", "0"], "--mix-prob must be positive, got 0.0"),
+    (["--mix-prob", "1.5"], "--mix-prob must be in (0, 1], got 1.5"),
     (["--augment", "trivialaugment,randaugment"], "--augment must be none or a comma-separated list of crop, flip, "
                                                   "trivialaugment, randaugment, cutout"),
 ])  # fmt: skip
@@ -212,3 +228,6 @@ def test_the_torch_mirror_applies_the_policy_and_mixes_alike():
         assert own == pytest.approx(1 - float(box[0].float().mean()))
         kinds.add("cut")
     assert kinds == {"mix", "cut"}
+    half = TorchAugment(TrainConfig(cutmix=1.0, mix_prob=0.5))
+    unmixed = sum(half.mix(x)[1] is None for _ in range(40))  # left as it is: no partner's label
+    assert 8 <= unmixed <= 32, unmixed

@@ -12,7 +12,8 @@
   square clipped at the border (DeVries & Taylor 2017).
 - **mixup** / **cutmix** (`--mixup`, `--cutmix`: their Beta(a, a)): the batch blended, or a box of it
   pasted, with the batch rolled by one, the labels weighted alike (torchvision's v2.MixUp and
-  v2.CutMix; with both, each batch takes one of them at random, as v2.RandomChoice would).
+  v2.CutMix; with both, each batch takes one of them at random, as v2.RandomChoice would); with
+  `--mix-prob p`, a batch is mixed with probability p and otherwise left as it is.
 
 Crop, flip and the policy act on the stored uint8 images before the resize (whole pixels, exact);
 cutout and the mixing after it, so edges stay sharp at any --resize. The draws come from a key that
@@ -46,6 +47,7 @@ class Augment:
     cutout: int = 0  # square side in source pixels; 0: off
     mixup: float = 0.0  # MixUp's Beta(a, a); 0: off
     cutmix: float = 0.0  # CutMix's Beta(a, a); 0: off
+    mix_prob: float = 1.0  # the chance a batch is mixed (with mixup or cutmix on)
 
     def __bool__(self) -> bool:
         return bool(self.crop or self.flip or self.policy or self.cutout or self.mixup or self.cutmix)
@@ -72,6 +74,7 @@ def augment_of(config) -> Augment:
         cutout=config.cutout_size if "cutout" in names else 0,
         mixup=config.mixup,
         cutmix=config.cutmix,
+        mix_prob=config.mix_prob,
     )
 
 
@@ -157,7 +160,11 @@ def mix_batch(x, key, aug: Augment):
     mixed = (lam * x + (1 - lam) * partner).astype(x.dtype)
     box, area = _cutmix_box(k_box, x.shape[1], x.shape[2], lam)
     pasted = jnp.where(box[None, :, :, None], partner, x)
-    return jnp.where(use_cutmix, pasted, mixed), jnp.where(use_cutmix, 1 - area, lam)
+    out, own = jnp.where(use_cutmix, pasted, mixed), jnp.where(use_cutmix, 1 - area, lam)
+    if aug.mix_prob < 1:  # a batch left as it is keeps its own labels (a draw of its own: the others unchanged)
+        mixing = jax.random.bernoulli(jax.random.fold_in(key, 4), aug.mix_prob)
+        out, own = jnp.where(mixing, out, x), jnp.where(mixing, own, jnp.ones_like(own))
+    return out, own
 
 
 def _cutmix_box(key, h: int, w: int, lam):

@@ -90,9 +90,10 @@ class TorchAugment:
 
     def mix(self, x: torch.Tensor) -> tuple[torch.Tensor, float | None]:
         """(the batch mixed with itself rolled by one, the weight of each image's own label), as
-        torchvision's v2.MixUp / v2.CutMix (v2.RandomChoice of the two when both are on)."""
+        torchvision's v2.MixUp / v2.CutMix (v2.RandomChoice of the two when both are on), on a share
+        --mix-prob of the batches (v2.RandomApply)."""
         mixup, cutmix = self.aug.mixup, self.aug.cutmix
-        if not (mixup or cutmix):
+        if not (mixup or cutmix) or (self.aug.mix_prob < 1 and torch.rand(()) >= self.aug.mix_prob):
             return x, None
         use_cutmix = bool(cutmix) and (not mixup or torch.rand(()) < 0.5)
         alpha = cutmix if use_cutmix else mixup
