@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxresnet.data import DataError, folder
 from jaxresnet.training.checkpoint import load_checkpoint
-from jaxresnet.training.loop import StepSpec, scored_logits
+from jaxresnet.training.loop import StepSpec, scored_logits, scored_variables
 from jaxresnet.training.state import TrainState, compute_dtype
 
 CIFAR_SIDE = 32
@@ -61,7 +61,6 @@ def predict_images(workdir: str, paths: list[str], which: str = "best", top: int
 
 
 def class_probabilities(state: TrainState, images: np.ndarray, spec: StepSpec) -> np.ndarray:
-    # The moving average where the run keeps one (--ema), as the run scored it.
-    variables = state.ema if state.ema is not None else {"params": state.params, "batch_stats": state.batch_stats}
-    logits = scored_logits(functools.partial(state.apply_fn, variables, train=False), jax.numpy.asarray(images), spec)
+    apply = functools.partial(state.apply_fn, scored_variables(state), train=False)
+    logits = scored_logits(apply, jax.numpy.asarray(images), spec)
     return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))

@@ -156,11 +156,14 @@ def train_steps(state: TrainState, metrics: dict, images, labels, shuffle_key, e
 def predict_step(state: TrainState, images, idx, spec: StepSpec):
     sharding = spec.sharding
     idx = constrain(idx, sharding)
-    # The moving average where the run keeps one (--ema): it is what is scored.
-    variables = state.ema if state.ema is not None else {"params": state.params, "batch_stats": state.batch_stats}
-    logits = scored_logits(functools.partial(state.apply_fn, variables, train=False), images[idx], spec)
+    logits = scored_logits(functools.partial(state.apply_fn, scored_variables(state), train=False), images[idx], spec)
     # Gathered on every device: with several processes, each reads the whole batch's predictions.
     return constrain(jnp.argmax(logits, -1).astype(jnp.int32), replicated(sharding))
+
+
+def scored_variables(state: TrainState) -> dict:
+    """What is scored: the moving average where the run keeps one (--ema), else the weights."""
+    return state.ema if state.ema is not None else {"params": state.params, "batch_stats": state.batch_stats}
 
 
 def scored_logits(apply: Callable, images_u8, spec: StepSpec):
