@@ -21,8 +21,9 @@ RECIPES: dict[str, dict] = {
     # at 32 generalised poorly) at half the cost of an epoch at 64: more epochs beat more pixels here.
     # At this many epochs the run overfits, hence the stronger weight decay; RandAugment (torchvision's
     # two ops at magnitude 9) narrows the gap between training and test accuracy where the wide
-    # TrivialAugment underfits, so the hour is better spent on epochs than on scorings: the six
-    # flip-shift test views cost about three epochs a pass, hence one halfway and one at the end.
+    # TrivialAugment underfits. With it the network lacks passes more than regularisation, so the hour
+    # goes to epochs rather than scorings: a pass of the six flip-shift test views costs about three
+    # epochs, hence one halfway and one at the end.
     # Every arm and its numbers: docs/recipe/README.md.
     "improved": dict(
         resize=48,
