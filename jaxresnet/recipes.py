@@ -17,13 +17,13 @@ RECIPES: dict[str, dict] = {
     "reference": {},
     # The usual CIFAR ingredients (reflect-padded crop and flip, one-cycle SGD with Nesterov and weight
     # decay, label smoothing, test-time views) at --resize 48, in as many epochs as the reference run's
-    # wall time holds on the 2-core CPU. At 48 the reference stem still leaves 13x13 maps for layer1 (9x9
-    # at 32 generalised poorly) at half the cost of an epoch at 64: more epochs beat more pixels here.
-    # At this many epochs the run overfits, hence the stronger weight decay; RandAugment (torchvision's
-    # two ops at magnitude 9) narrows the gap between training and test accuracy where the wide
-    # TrivialAugment underfits. With it the network lacks passes more than regularisation, so the hour
-    # goes to epochs rather than scorings: a pass of the six flip-shift test views costs about three
-    # epochs, hence one halfway and one at the end.
+    # wall time holds on the 2-core CPU. At 48 the reference stem still leaves 13x13 maps for layer1 at
+    # half the cost of an epoch at 64, and fewer pixels cost more than the epochs they buy (11x11 at 40
+    # fits as well and generalises less; 9x9 at 32 worse). At this many epochs the run overfits, hence
+    # the stronger weight decay; RandAugment (torchvision's two ops at magnitude 9) narrows the gap
+    # between training and test accuracy where the wide TrivialAugment underfits. The hour goes to
+    # epochs rather than scorings: a pass of the six flip-shift test views costs about three epochs,
+    # hence one halfway and one at the end.
     # Every arm and its numbers: docs/recipe/README.md.
     "improved": dict(
         resize=48,
