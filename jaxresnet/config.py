@@ -148,6 +148,13 @@ class TrainConfig:
         0.0, "torch SGD's: wd*param added to the gradient before momentum", group="recipe", low=0
     )
     nesterov: bool = option(False, "Nesterov momentum (torch's); --no-nesterov turns a recipe's off", group="recipe")
+    bias_decay: bool = option(
+        True, "weight decay on BatchNorm's scales and shifts and on biases too, as torch SGD's one parameter group "
+        "does; --no-bias-decay: on conv and linear weights only (torch: a group of the 1-d parameters at 0)",
+        group="recipe")  # fmt: skip
+    zero_init_residual: bool = option(
+        False, "start each block's last BatchNorm scale at 0, so each block starts as its shortcut (torchvision's "
+        "zero_init_residual)", group="recipe")  # fmt: skip
     schedule: str = option(
         "constant",
         "learning rate per step: constant, cosine (to 0) or onecycle (peak --lr)",

@@ -2,6 +2,7 @@
 label smoothing, flip test-time augmentation, --eval-every, and resuming such a run."""
 
 import dataclasses
+import functools
 import io
 
 import jax
@@ -25,6 +26,7 @@ from jaxresnet.data.augment import (
     tta_views,
 )
 from jaxresnet.models import ResNet18
+from jaxresnet.models.layers import BatchNorm, Conv
 from jaxresnet.pytorch.ingredients import TorchAugment, make_torch_optimizer
 from jaxresnet.training.checkpoint import load_checkpoint
 from jaxresnet.training.loop import DeviceData, StepSpec, predict, train_epoch
@@ -161,6 +163,107 @@ def test_sgd_with_weight_decay_and_nesterov_matches_torch():
     np.testing.assert_allclose(p.detach().numpy(), want, rtol=0, atol=2e-6)
     without_decay = _sgd_reference(w0.astype(np.float64), [g.astype(np.float64) for g in grads], lr, m, 0, True)
     assert np.abs(without_decay - want).max() > 1e-5
+
+
+def test_no_bias_decay_decays_only_the_weights_as_torch_parameter_groups_do():
+    rng = np.random.default_rng(2)
+    w0 = {
+        "conv": {"kernel": rng.normal(size=(3, 3, 2, 4))},
+        "bn": {"scale": rng.normal(size=4), "bias": rng.normal(size=4)},
+        "fc": {"kernel": rng.normal(size=(4, 3)), "bias": rng.normal(size=3)},
+    }
+    grads = [jax.tree.map(lambda w: rng.normal(size=w.shape), w0) for _ in range(3)]
+    lr, m, wd = 0.05, 0.9, 0.05  # a decay large enough that decaying a 1-d parameter shows
+
+    def reference(path, w):
+        decay = wd if path[-1].key == "kernel" else 0.0
+        at = lambda tree: tree[path[0].key][path[1].key]  # noqa: E731
+        return _sgd_reference(w, [at(g) for g in grads], lr, m, decay, True)
+
+    want = jax.tree_util.tree_map_with_path(reference, w0)
+    f32 = lambda tree: jax.tree.map(lambda a: np.asarray(a, np.float32), tree)  # noqa: E731
+
+    def optax_run(bias_decay):
+        tx = make_optimizer(lr, m, weight_decay=wd, nesterov=True, bias_decay=bias_decay)
+        params = jax.tree.map(jnp.asarray, f32(w0))
+        state = tx.init(params)
+        for g in grads:
+            updates, state = tx.update(jax.tree.map(jnp.asarray, f32(g)), state, params)
+            params = optax.apply_updates(params, updates)
+        return params
+
+    config = TrainConfig(lr=lr, momentum=m, weight_decay=wd, nesterov=True, bias_decay=False)
+    leaves, tree = jax.tree.flatten(f32(w0))
+    ps = [torch.nn.Parameter(torch.from_numpy(a.copy())) for a in leaves]
+    opt, _ = make_torch_optimizer(ps, config, steps_per_epoch=1)
+    for g in grads:
+        for p, gl in zip(ps, jax.tree.leaves(f32(g))):
+            p.grad = torch.from_numpy(gl.copy())
+        opt.step()
+    torch_params = jax.tree.unflatten(tree, [p.detach().numpy() for p in ps])
+    for got in (optax_run(False), torch_params):
+        jax.tree.map(lambda g, w: np.testing.assert_allclose(np.asarray(g), w, rtol=0, atol=1e-5), got, want)
+    # the default decays the 1-d parameters too (torch SGD's one group): they move by about lr*wd*|p|
+    decayed = optax_run(True)
+    assert np.abs(np.asarray(decayed["bn"]["scale"]) - want["bn"]["scale"]).max() > 1e-3
+    np.testing.assert_allclose(np.asarray(decayed["conv"]["kernel"]), want["conv"]["kernel"], rtol=0, atol=1e-5)
+
+
+def test_zero_init_residual_zeroes_each_blocks_last_scale_in_both_frameworks():
+    from jaxresnet.models.resnet import BasicBlock
+    from jaxresnet.pytorch.convert import torch_to_flax
+    from jaxresnet.pytorch.ingredients import zero_init_residual
+    from jaxresnet.pytorch.reference import TorchResNet18
+
+    x = jnp.zeros((1, 32, 32, 3))
+    plain = ResNet18(num_classes=10).init(jax.random.key(0), x)
+    zeroed = ResNet18(num_classes=10, zero_init_residual=True).init(jax.random.key(0), x)
+    flat_plain = dict(jax.tree_util.tree_flatten_with_path(plain)[0])
+    flat_zeroed = dict(jax.tree_util.tree_flatten_with_path(zeroed)[0])
+    changed = {jax.tree_util.keystr(k) for k in flat_plain if not np.array_equal(flat_plain[k], flat_zeroed[k])}
+    assert changed == {f"['params']['layer{i}_{j}']['bn2']['scale']" for i in range(1, 5) for j in range(2)}
+    assert all(
+        not np.asarray(flat_zeroed[k]).any() for k in flat_zeroed if "'bn2']['scale']" in jax.tree_util.keystr(k)
+    )
+
+    # torch: the same eight scales at 0, every other BatchNorm scale at 1
+    model = TorchResNet18()
+    zero_init_residual(model)
+    scales = {
+        "/".join(k): np.asarray(v)
+        for k, v in _flatten(torch_to_flax(model.state_dict())["params"]).items()
+        if k[-1] == "scale"
+    }
+    assert {k for k, v in scales.items() if not v.any()} == {
+        f"layer{i}_{j}/bn2/scale" for i in range(1, 5) for j in range(2)
+    }
+    assert sum(bool((v == 1).all()) for v in scales.values()) == len(scales) - 8
+
+    # a zero-initialised block is its shortcut followed by ReLU, whatever its branch's conv weights
+    rng = np.random.default_rng(3)
+    conv = functools.partial(Conv, impl="xla")
+    norm = functools.partial(BatchNorm, use_running_average=False, impl="xla")
+    for strides in (1, 2):
+        block = BasicBlock(8, conv=conv, norm=norm, strides=strides, zero_init_residual=True)
+        h = jnp.asarray(rng.normal(size=(2, 6, 6, 8)), jnp.float32)
+        variables = block.init(jax.random.key(1), h)
+        y, _ = block.apply(variables, h, mutable=["batch_stats"])
+        other = jax.tree_util.tree_map_with_path(
+            lambda k, v: v * 3 + 1 if "conv1" in jax.tree_util.keystr(k) or "conv2" in jax.tree_util.keystr(k) else v,
+            variables,
+        )
+        y_other, _ = block.apply(other, h, mutable=["batch_stats"])
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(y_other))
+        assert float(y.min()) == 0 and float(y.max()) > 0
+        if strides == 1:
+            np.testing.assert_array_equal(np.asarray(y), np.maximum(np.asarray(h), 0))
+
+
+def _flatten(tree, prefix=()):
+    out = {}
+    for k, v in tree.items():
+        out.update(_flatten(v, prefix + (k,)) if isinstance(v, dict) else {prefix + (k,): v})
+    return out
 
 
 def test_label_smoothed_loss_matches_torch():

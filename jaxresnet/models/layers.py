@@ -43,11 +43,12 @@ class BatchNorm(nn.Module):
     param_dtype: Any = jnp.float32
     unbiased_running_var: bool = True
     impl: str = "auto"
+    scale_init: Any = nn.initializers.ones  # zeros: a residual branch that starts switched off
 
     @nn.compact
     def __call__(self, x: Array, residual: Array | None = None, relu: bool = False) -> Array:
         features = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
+        scale = self.param("scale", self.scale_init, (features,), self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), self.param_dtype))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), self.param_dtype))

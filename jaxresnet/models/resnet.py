@@ -27,6 +27,7 @@ class BasicBlock(nn.Module):
     conv: ModuleDef
     norm: ModuleDef
     strides: int = 1
+    zero_init_residual: bool = False
     expansion = 1
 
     @nn.compact
@@ -35,7 +36,7 @@ class BasicBlock(nn.Module):
         y = self.conv(self.filters, (3, 3), s, ((1, 1), (1, 1)), use_bias=False, name="conv1")(x)
         y = self.norm(name="bn1")(y, relu=True)
         y = self.conv(self.filters, (3, 3), (1, 1), ((1, 1), (1, 1)), use_bias=False, name="conv2")(y)
-        return self.norm(name="bn2")(y, _shortcut(self, x, self.filters * self.expansion), relu=True)
+        return _last_norm(self, "bn2")(y, _shortcut(self, x, self.filters * self.expansion), relu=True)
 
 
 class BottleneckBlock(nn.Module):
@@ -45,6 +46,7 @@ class BottleneckBlock(nn.Module):
     conv: ModuleDef
     norm: ModuleDef
     strides: int = 1
+    zero_init_residual: bool = False
     expansion = 4
 
     @nn.compact
@@ -55,7 +57,15 @@ class BottleneckBlock(nn.Module):
         y = self.conv(self.filters, (3, 3), s, ((1, 1), (1, 1)), use_bias=False, name="conv2")(y)
         y = self.norm(name="bn2")(y, relu=True)
         y = self.conv(self.filters * self.expansion, (1, 1), use_bias=False, name="conv3")(y)
-        return self.norm(name="bn3")(y, _shortcut(self, x, self.filters * self.expansion), relu=True)
+        return _last_norm(self, "bn3")(y, _shortcut(self, x, self.filters * self.expansion), relu=True)
+
+
+def _last_norm(block, name: str):
+    # torchvision's zero_init_residual (Goyal et al. 2017): the branch's last BatchNorm scale starts
+    # at 0, so every block starts as its shortcut and the deep network trains as a shallow one first.
+    if block.zero_init_residual:
+        return block.norm(name=name, scale_init=nn.initializers.zeros)
+    return block.norm(name=name)
 
 
 def _shortcut(block, x, out_features):
@@ -73,7 +83,8 @@ class ResNet(nn.Module):
 
     `dtype` is the compute dtype; parameters and BatchNorm statistics are `param_dtype` (float32;
     float64 for tests that compare against a float64 reference).
-    `weight_init` chooses torch's default initialisation ("torch") or flax's ("flax").
+    `weight_init` chooses torch's default initialisation ("torch") or flax's ("flax");
+    `zero_init_residual` starts each block's last BatchNorm scale at 0 (torchvision's option).
     `conv_impl` chooses how convolutions are computed (see `jaxresnet.models.layers.Conv`), `norm_impl`
     how training-mode BatchNorm with its ReLU and residual add is (`jaxresnet.models.layers.BatchNorm`).
     """
@@ -86,6 +97,7 @@ class ResNet(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     weight_init: str = "torch"
+    zero_init_residual: bool = False
     conv_impl: str = "auto"
     norm_impl: str = "auto"
 
@@ -109,7 +121,14 @@ class ResNet(nn.Module):
         for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
             for j in range(blocks):
                 strides = 2 if i > 0 and j == 0 else 1
-                x = self.block_cls(width, conv=conv, norm=norm, strides=strides, name=f"layer{i + 1}_{j}")(x)
+                x = self.block_cls(
+                    width,
+                    conv=conv,
+                    norm=norm,
+                    strides=strides,
+                    zero_init_residual=self.zero_init_residual,
+                    name=f"layer{i + 1}_{j}",
+                )(x)
         x = jnp.mean(x, axis=(1, 2))
         dense = functools.partial(Dense, dtype=self.dtype, param_dtype=self.param_dtype, weight_init=self.weight_init)
         x = dense(self.hidden, name="fc1")(x)

@@ -3,7 +3,8 @@
 Optimizer and schedules are torch's own (`torch.optim.SGD`, `CosineAnnealingLR`, `OneCycleLR`,
 `LinearLR` + `SequentialLR`), stepped per batch; `jaxresnet.training.optimizer` reproduces them in
 optax. Augmentation is of the same kinds (reflect-padded crop, flip, cutout of the normalised image,
-`jaxresnet.data.augment`), its draws from torch's generator.
+`jaxresnet.data.augment`), its draws from torch's generator. `--zero-init-residual` and
+`--no-bias-decay` are torchvision's and the usual parameter groups'.
 """
 
 from __future__ import annotations
@@ -16,11 +17,25 @@ import torch.nn.functional as F
 
 from jaxresnet.config import TrainConfig
 from jaxresnet.data.augment import augment_of
+from jaxresnet.pytorch.reference import ResNetBlock
 from jaxresnet.training.optimizer import ONECYCLE_DIV, ONECYCLE_FINAL_DIV, ONECYCLE_PCT_START, WARMUP_START_FACTOR
+
+
+def zero_init_residual(model: torch.nn.Module) -> None:
+    """--zero-init-residual: each block's last BatchNorm scale at 0, as torchvision's ResNet does."""
+    for block in model.modules():
+        if isinstance(block, ResNetBlock):
+            torch.nn.init.zeros_(block.basicblock[4].weight)
 
 
 def make_torch_optimizer(params, config: TrainConfig, steps_per_epoch: int):
     """(optimizer, scheduler or None): the scheduler is stepped after every optimizer step."""
+    if not config.bias_decay:  # --no-bias-decay: the 1-d parameters (BatchNorm's, biases) in a group without decay
+        params = list(params)
+        params = [
+            {"params": [p for p in params if p.ndim > 1]},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
     opt = torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov
     )

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from jaxresnet.config import ConfigError, TrainConfig
 from jaxresnet.data import load_dataset
 from jaxresnet.data.augment import tta_views
-from jaxresnet.pytorch.ingredients import TorchAugment, make_torch_optimizer, steps_per_epoch
+from jaxresnet.pytorch.ingredients import TorchAugment, make_torch_optimizer, steps_per_epoch, zero_init_residual
 from jaxresnet.pytorch.reference import TORCH_ARCHS, torch_preprocess
 from jaxresnet.training.events import EventLog
 from jaxresnet.training.loop import accuracy_percent, epoch_permutation
@@ -71,6 +71,8 @@ class _TorchRun:
         self.config, self.stats = config, dataset.stats
         self.device = device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = TORCH_ARCHS[config.arch](num_classes=dataset.num_classes).to(device)
+        if config.zero_init_residual:
+            zero_init_residual(self.model)
         self.opt, self.scheduler = make_torch_optimizer(
             self.model.parameters(), config, steps_per_epoch(len(train), config.batch_size)
         )

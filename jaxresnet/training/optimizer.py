@@ -3,7 +3,9 @@
 - SGD: torch's `buf = m*buf + g; p -= lr*buf` is `optax.sgd(lr, momentum)`; with `--nesterov`,
   torch's `p -= lr*(g + m*buf)` is `optax.sgd(..., nesterov=True)`.
 - `--weight-decay`: torch SGD adds `wd*p` to the gradient before the momentum, on every parameter
-  (BatchNorm and biases included): `optax.add_decayed_weights(wd)` ahead of the SGD.
+  (BatchNorm and biases included): `optax.add_decayed_weights(wd)` ahead of the SGD. With
+  `--no-bias-decay`, only on the conv and linear weights (the parameters of more than one axis, as
+  torch's usual second parameter group of the 1-d ones at weight decay 0): its `mask`.
 - Schedules, stepped per batch as a torch scheduler stepped after every `optimizer.step()`:
   `constant`; `cosine` = `CosineAnnealingLR(T_max=steps, eta_min=0)`; `onecycle` = `OneCycleLR(max_lr=lr,
   total_steps=steps, pct_start=p, anneal_strategy="cos", div_factor=25, final_div_factor=1e4,
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import optax
 
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -64,6 +67,7 @@ def make_optimizer(
     schedule: str = "constant",
     total_steps: int = 1,
     warmup_steps: int = 0,
+    bias_decay: bool = True,
 ) -> optax.GradientTransformation:
     """One object per setting: the optimizer is part of the jitted step's cache key."""
     from jaxresnet.training.state import sgd
@@ -72,7 +76,14 @@ def make_optimizer(
     if not weight_decay and not nesterov and not callable(rate):
         return sgd(lr, momentum)  # the reference's own
     sgd_ = optax.sgd(rate, momentum, nesterov=nesterov)
-    return optax.chain(optax.add_decayed_weights(weight_decay), sgd_) if weight_decay else sgd_
+    if not weight_decay:
+        return sgd_
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask=None if bias_decay else _weights_only), sgd_)
+
+
+def _weights_only(params):
+    """True for the conv kernels and linear weights, False for BatchNorm's scales and shifts and biases."""
+    return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 def schedule_of(config, steps_per_epoch: int):
@@ -92,6 +103,7 @@ def optimizer_of(config, steps_per_epoch: int) -> optax.GradientTransformation:
         schedule=config.schedule,
         total_steps=config.epochs * steps_per_epoch,
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+        bias_decay=config.bias_decay,
     )
 
 

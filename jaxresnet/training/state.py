@@ -65,13 +65,14 @@ def compute_dtype(config: TrainConfig):
 
 
 @functools.lru_cache(maxsize=8)
-def _model(arch, dtype, init, conv_impl, norm_impl, num_classes):
+def _model(arch, dtype, init, conv_impl, norm_impl, num_classes, zero_init_residual=False):
     param_dtype = jnp.float64 if dtype == jnp.float64 else jnp.float32  # float64: the reference mode
     return ARCHS[arch](
         num_classes=num_classes,
         dtype=dtype,
         param_dtype=param_dtype,
         weight_init=init,
+        zero_init_residual=zero_init_residual,
         conv_impl=conv_impl,
         norm_impl=norm_impl,
     )
@@ -79,7 +80,15 @@ def _model(arch, dtype, init, conv_impl, norm_impl, num_classes):
 
 def build_model(config: TrainConfig, num_classes: int = 10):
     """The network of a config; the same object for the same network, so jitted steps are reused."""
-    return _model(config.arch, compute_dtype(config), config.init, config.conv_impl, config.norm_impl, num_classes)
+    return _model(
+        config.arch,
+        compute_dtype(config),
+        config.init,
+        config.conv_impl,
+        config.norm_impl,
+        num_classes,
+        config.zero_init_residual,
+    )
 
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
