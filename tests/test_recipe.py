@@ -210,6 +210,8 @@ def test_no_bias_decay_decays_only_the_weights_as_torch_parameter_groups_do():
 
 
 def test_zero_init_residual_zeroes_each_blocks_last_scale_in_both_frameworks():
+    from flax.traverse_util import flatten_dict
+
     from jaxresnet.models.resnet import BasicBlock
     from jaxresnet.pytorch.convert import torch_to_flax
     from jaxresnet.pytorch.ingredients import zero_init_residual
@@ -229,11 +231,8 @@ def test_zero_init_residual_zeroes_each_blocks_last_scale_in_both_frameworks():
     # torch: the same eight scales at 0, every other BatchNorm scale at 1
     model = TorchResNet18()
     zero_init_residual(model)
-    scales = {
-        "/".join(k): np.asarray(v)
-        for k, v in _flatten(torch_to_flax(model.state_dict())["params"]).items()
-        if k[-1] == "scale"
-    }
+    flat = flatten_dict(torch_to_flax(model.state_dict())["params"], sep="/")
+    scales = {k: np.asarray(v) for k, v in flat.items() if k.endswith("/scale")}
     assert {k for k, v in scales.items() if not v.any()} == {
         f"layer{i}_{j}/bn2/scale" for i in range(1, 5) for j in range(2)
     }
@@ -257,13 +256,6 @@ def test_zero_init_residual_zeroes_each_blocks_last_scale_in_both_frameworks():
         assert float(y.min()) == 0 and float(y.max()) > 0
         if strides == 1:
             np.testing.assert_array_equal(np.asarray(y), np.maximum(np.asarray(h), 0))
-
-
-def _flatten(tree, prefix=()):
-    out = {}
-    for k, v in tree.items():
-        out.update(_flatten(v, prefix + (k,)) if isinstance(v, dict) else {prefix + (k,): v})
-    return out
 
 
 def test_label_smoothed_loss_matches_torch():
