@@ -173,8 +173,9 @@ class TrainConfig:
         "others train unmixed", group="recipe", positive=True,
         check=lambda v: f"--mix-prob must be in (0, 1], got {v}" if v > 1 else None)  # fmt: skip
     ema: float = option(
-        0.0, "score an exponential moving average of the weights and BatchNorm statistics, this decay per step, in "
-        "place of the weights (torch's AveragedModel; 0: off)", group="recipe", low=0, below=1)  # fmt: skip
+        0.0, "score an exponential moving average of the weights, this decay per step, in place of the weights, "
+        "with BatchNorm statistics recomputed for it on the training images (torch's AveragedModel and update_bn; "
+        "0: off)", group="recipe", low=0, below=1)  # fmt: skip
     label_smoothing: float = option(0.0, "torch CrossEntropyLoss's label_smoothing", group="recipe", low=0, below=1)
     tta: str = option(
         "none",

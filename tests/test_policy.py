@@ -147,28 +147,34 @@ def test_mix_prob_leaves_a_share_of_batches_unmixed_and_the_mixed_ones_as_they_w
 
 def test_the_moving_average_follows_its_rule_in_float64():
     """The average after three steps is d^3 p0 + d^2 (1-d) p1 + d (1-d) p2 + (1-d) p3 of the weights
-    p_k after step k (and the same of BatchNorm's statistics), to float32 rounding."""
+    p_k after step k, to float32 rounding; BatchNorm's statistics are not averaged (they are recomputed
+    for the average when it is scored: tests/test_average.py)."""
     rng = np.random.default_rng(0)
     data = DeviceData.put(Split(rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8),
                                 rng.integers(0, 10, 24).astype(np.int32)))  # fmt: skip
     d, spec = 0.8, StepSpec(8, 16, ema=0.8)
     state = create_train_state(ResNet18(num_classes=10), jax.random.key(0), 16, 0.05, 0.9)
     state = state.replace(ema=jax.tree.map(jnp.array, {"params": state.params, "batch_stats": state.batch_stats}))
-    seen = [jax.device_get({"params": state.params, "batch_stats": state.batch_stats})]  # the state is donated
+    first_stats = jax.device_get(state.batch_stats)
+    seen = [jax.device_get(state.params)]  # the state is donated
     for s in range(3):
         state, _ = train_steps(state, zero_metrics(), data.images, data.labels, jax.random.key(1), 1, s, spec)
-        seen.append(jax.device_get({"params": state.params, "batch_stats": state.batch_stats}))
+        seen.append(jax.device_get(state.params))
     weights = [d**3, d**2 * (1 - d), d * (1 - d), 1 - d]
     want = jax.tree.map(lambda *p: sum(w * np.asarray(x, np.float64) for w, x in zip(weights, p)), *seen)
-    for got, exact, _moved in zip(jax.tree.leaves(state.ema), jax.tree.leaves(want), jax.tree.leaves(seen[-1])):
+    for got, exact in zip(jax.tree.leaves(state.ema["params"]), jax.tree.leaves(want), strict=True):
         scale = np.abs(exact).max() + 1e-30
         assert np.abs(np.asarray(got, np.float64) - exact).max() <= 1e-6 * scale
     # and it is not simply the weights
-    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(state.ema), jax.tree.leaves(seen[-1])))
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(state.ema["params"]), jax.tree.leaves(seen[-1])))
+    for kept, first in zip(jax.tree.leaves(state.ema["batch_stats"]), jax.tree.leaves(first_stats), strict=True):
+        np.testing.assert_array_equal(kept, first)
+    assert any(not np.allclose(a, b) for a, b in zip(*map(jax.tree.leaves, (first_stats, state.batch_stats))))
 
 
 def test_a_run_with_every_ingredient_scores_its_average_and_resumes_bit_for_bit(data_dir, tmp_path):
     from jaxresnet.config import TrainConfig
+    from jaxresnet.tools.evaluate import Scoring, evaluate_checkpoint
     from jaxresnet.training.checkpoint import load_checkpoint
     from jaxresnet.training.run import train_run
 
@@ -184,6 +190,11 @@ def test_a_run_with_every_ingredient_scores_its_average_and_resumes_bit_for_bit(
     assert saved.state.ema is not None
     for a, b in zip(jax.tree.leaves(saved.state.ema), jax.tree.leaves(whole.state.ema)):
         np.testing.assert_array_equal(a, b)
+    # scored with statistics recomputed for the average (not the initial ones it started with), which
+    # evaluate.py recomputes alike: the run's accuracy again
+    assert all(not np.allclose(v, 1.0) for v in jax.tree.leaves(saved.state.ema["batch_stats"]["bn1"]))
+    report = evaluate_checkpoint(str(tmp_path / "whole"), "latest", Scoring(data_dir=data_dir, download=False))
+    assert report.accuracy == whole.history[-1]["test_accuracy"]
 
 
 @pytest.mark.parametrize("args, message", [

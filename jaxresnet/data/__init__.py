@@ -14,7 +14,7 @@ from jaxresnet.data.cifar10 import CLASS_NAMES, MEAN, NUM_CLASSES, STD, load_cif
 from jaxresnet.data.datasets import CIFAR10, DatasetInfo
 from jaxresnet.data.preprocess import preprocess
 from jaxresnet.data.split import DataError, Split
-from jaxresnet.data.subsets import balanced_subset, load_dataset, load_subsets, load_test_subset
+from jaxresnet.data.subsets import balanced_subset, load_dataset, load_subsets, load_test_subset, load_train_subset
 
 __all__ = [
     "CIFAR10",
@@ -30,5 +30,6 @@ __all__ = [
     "load_cifar10",
     "load_subsets",
     "load_test_subset",
+    "load_train_subset",
     "preprocess",
 ]

@@ -65,8 +65,15 @@ def load_subsets(
     info: DatasetInfo = CIFAR10,
 ) -> tuple[Split, Split]:
     """The run's (train, test) images: from the data cache when it holds them, else decoded and cached."""
-    train = _subset("train", data_dir, download, train_per_class, seed, data_cache, info)
+    train = load_train_subset(data_dir, download, train_per_class, seed, data_cache, info)
     return train, load_test_subset(data_dir, download, test_per_class, seed, data_cache, info)
+
+
+def load_train_subset(
+    data_dir, download, train_per_class, seed, data_cache: str | None = None, info: DatasetInfo = CIFAR10
+) -> Split:
+    """The run's training images (evaluation's, for the BatchNorm statistics of a moving average)."""
+    return _subset("train", data_dir, download, train_per_class, seed, data_cache, info)
 
 
 def load_test_subset(

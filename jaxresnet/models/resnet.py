@@ -85,6 +85,8 @@ class ResNet(nn.Module):
     float64 for tests that compare against a float64 reference).
     `weight_init` chooses torch's default initialisation ("torch") or flax's ("flax");
     `zero_init_residual` starts each block's last BatchNorm scale at 0 (torchvision's option).
+    `norm_momentum` is BatchNorm's, in flax's convention (torch's 0.1 is 0.9); at 0 a training-mode
+    pass leaves each layer's running statistics at its batch's (`training.average` counts them so).
     `conv_impl` chooses how convolutions are computed (see `jaxresnet.models.layers.Conv`), `norm_impl`
     how training-mode BatchNorm with its ReLU and residual add is (`jaxresnet.models.layers.BatchNorm`).
     """
@@ -100,6 +102,7 @@ class ResNet(nn.Module):
     zero_init_residual: bool = False
     conv_impl: str = "auto"
     norm_impl: str = "auto"
+    norm_momentum: float = 0.9
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -109,6 +112,7 @@ class ResNet(nn.Module):
         norm = functools.partial(
             BatchNorm,
             use_running_average=not train,
+            momentum=self.norm_momentum,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             impl=self.norm_impl,

@@ -4,7 +4,8 @@ Optimizer and schedules are torch's own (`torch.optim.SGD`, `CosineAnnealingLR`,
 `LinearLR` + `SequentialLR`), stepped per batch; `jaxresnet.training.optimizer` reproduces them in
 optax. Augmentation is of the same kinds (reflect-padded crop, flip, cutout of the normalised image,
 `jaxresnet.data.augment`), its draws from torch's generator. `--zero-init-residual` and
-`--no-bias-decay` are torchvision's and the usual parameter groups'.
+`--no-bias-decay` are torchvision's and the usual parameter groups'; `--ema`'s statistics are
+`swa_utils.update_bn`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from jaxresnet.config import TrainConfig
 from jaxresnet.data.augment import augment_of
-from jaxresnet.pytorch.reference import ResNetBlock
+from jaxresnet.pytorch.reference import ResNetBlock, torch_preprocess
 from jaxresnet.training.optimizer import ONECYCLE_DIV, ONECYCLE_FINAL_DIV, ONECYCLE_PCT_START, WARMUP_START_FACTOR
 
 
@@ -26,6 +27,16 @@ def zero_init_residual(model: torch.nn.Module) -> None:
     for block in model.modules():
         if isinstance(block, ResNetBlock):
             torch.nn.init.zeros_(block.basicblock[4].weight)
+
+
+def refresh_average_statistics(average: torch.nn.Module, images_u8: torch.Tensor, config: TrainConfig, stats) -> None:
+    """--ema: the average's BatchNorm statistics recomputed by torch's `update_bn` over the training
+    images as scored (not augmented), in order, `config.batch_size` at a time (`training.average`)."""
+    batches = (
+        torch_preprocess(images_u8[start : start + config.batch_size], config.resize, stats)
+        for start in range(0, len(images_u8), config.batch_size)
+    )
+    torch.optim.swa_utils.update_bn(batches, average)
 
 
 def make_torch_optimizer(params, config: TrainConfig, steps_per_epoch: int):

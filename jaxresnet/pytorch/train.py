@@ -19,7 +19,13 @@ import torch.nn.functional as F
 from jaxresnet.config import ConfigError, TrainConfig
 from jaxresnet.data import load_dataset
 from jaxresnet.data.augment import tta_views
-from jaxresnet.pytorch.ingredients import TorchAugment, make_torch_optimizer, steps_per_epoch, zero_init_residual
+from jaxresnet.pytorch.ingredients import (
+    TorchAugment,
+    make_torch_optimizer,
+    refresh_average_statistics,
+    steps_per_epoch,
+    zero_init_residual,
+)
 from jaxresnet.pytorch.reference import TORCH_ARCHS, torch_preprocess
 from jaxresnet.training.events import EventLog
 from jaxresnet.training.loop import accuracy_percent, epoch_permutation
@@ -77,9 +83,9 @@ class _TorchRun:
             self.model.parameters(), config, steps_per_epoch(len(train), config.batch_size)
         )
         self.augment = TorchAugment(config)
-        # --ema: torch's own moving average, the BatchNorm buffers averaged too; what is scored
+        # --ema: torch's own moving average of the weights; its BatchNorm statistics recomputed to score it
         swa = torch.optim.swa_utils
-        self.ema = (swa.AveragedModel(self.model, multi_avg_fn=swa.get_ema_multi_avg_fn(config.ema), use_buffers=True)
+        self.ema = (swa.AveragedModel(self.model, multi_avg_fn=swa.get_ema_multi_avg_fn(config.ema))
                     if config.ema else None)  # fmt: skip
         self.source_size = train.images.shape[1]
         self.images = torch.from_numpy(np.array(train.images)).to(device)
@@ -129,6 +135,8 @@ class _TorchRun:
     def evaluate(self) -> float:
         config, preds = self.config, []
         model = self.ema.module if self.ema is not None else self.model
+        if self.ema is not None:
+            refresh_average_statistics(self.ema, self.images, config, self.stats)
         model.eval()
         with torch.no_grad():
             for start in range(0, len(self.test_labels), config.eval_batch_size):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from jaxresnet.data import load_test_subset
+from jaxresnet.data import load_test_subset, load_train_subset
 from jaxresnet.plots import plot_confusion
+from jaxresnet.training.average import refresh_statistics
 from jaxresnet.training.checkpoint import load_checkpoint
 from jaxresnet.training.loop import DeviceData, StepSpec, predict
-from jaxresnet.training.state import compute_dtype
+from jaxresnet.training.state import build_model, compute_dtype
 
 
 @dataclass
@@ -62,18 +64,22 @@ class Scoring:
 def evaluate_checkpoint(workdir: str, which: str = "best", scoring: Scoring = Scoring()) -> Report:
     restored = load_checkpoint(workdir, which)
     config, dataset, state = restored.config, restored.dataset, restored.state
-    test = load_test_subset(
+    source = (
         scoring.data_dir or config.data_dir,
         config.download if scoring.download is None else scoring.download,
-        config.test_per_class,
-        config.seed,
-        scoring.data_cache if scoring.data_cache is not None else config.data_cache,
-        info=dataset,
     )
+    cache = scoring.data_cache if scoring.data_cache is not None else config.data_cache
+    test = load_test_subset(*source, config.test_per_class, config.seed, cache, info=dataset)
     tta = scoring.tta or config.tta
     spec = StepSpec(scoring.batch_size, config.resize, compute_dtype(config), stats=dataset.stats, tta=tta)
     if scoring.raw_weights:
         state = state.replace(ema=None)
+    elif state.ema is not None:  # the average's own statistics, as its run scored it (`training.average`)
+        train = load_train_subset(*source, config.train_per_class, config.seed, cache, info=dataset)
+        state = refresh_statistics(
+            state, build_model(config, dataset.num_classes), DeviceData.put(train, stats=dataset.stats),
+            dataclasses.replace(spec, batch_size=config.batch_size),
+        )  # fmt: skip
     preds = predict(state, DeviceData.put(test, stats=dataset.stats), spec)
     matrix = confusion_matrix(test.labels, preds, dataset.num_classes)
     figure = scoring.output or os.path.join(workdir, f"confusion-epoch{restored.epoch}.png")

@@ -120,7 +120,7 @@ def sgd_step(state: TrainState, metrics: dict, images, labels, perm, step, aug_k
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     if spec.ema:
-        state = state.replace(ema=ema_update(state.ema, state.params, state.batch_stats, spec.ema))
+        state = state.replace(ema=ema_update(state.ema, state.params, spec.ema))
     metrics = {
         # kept in the running sums' own dtypes (a float64 run's loss would promote them; a scan's carry
         # must keep its type)
@@ -162,7 +162,8 @@ def predict_step(state: TrainState, images, idx, spec: StepSpec):
 
 
 def scored_variables(state: TrainState) -> dict:
-    """What is scored: the moving average where the run keeps one (--ema), else the weights."""
+    """What is scored: the moving average where the run keeps one (--ema; with the BatchNorm statistics
+    recomputed for it when the run last scored it, `training.average`), else the weights."""
     return state.ema if state.ema is not None else {"params": state.params, "batch_stats": state.batch_stats}
 
 

@@ -23,6 +23,7 @@ from jaxresnet.data.augment import augment_of
 from jaxresnet.data.datasets import DEFAULT_DATASET, stored_images
 from jaxresnet.models.layers import native_fallback_report
 from jaxresnet.training import memory
+from jaxresnet.training.average import refresh_statistics
 from jaxresnet.training.checkpoint import EpochCheckpoints, Snapshot, StepCheckpoint, continuation
 from jaxresnet.training.events import EventLog
 from jaxresnet.training.lock import Workdir
@@ -42,7 +43,7 @@ from jaxresnet.training.outputs import RunResult, epoch_record, print_epoch, wri
 from jaxresnet.training.parallel import data_mesh, replicate
 from jaxresnet.training.preemption import Preempted, stop_requests
 from jaxresnet.training.progress import Progress
-from jaxresnet.training.state import compute_dtype, fresh_run
+from jaxresnet.training.state import build_model, compute_dtype, fresh_run
 from jaxresnet.training.steplog import StepLog
 
 CHECKPOINT_DIR = "checkpoints"
@@ -191,6 +192,8 @@ class Trainer:
             ema=config.ema,
         )
         self.eval_spec = self.spec.for_eval(config.eval_batch_size, tta=config.tta)
+        self.model = build_model(config, self.dataset.num_classes)
+        self.average_spec = self.spec.for_eval(config.batch_size)  # --ema: its statistics' passes
         # Replicated before a restore: with several processes, orbax restores into the template's sharding.
         state, self.shuffle_key = fresh_run(config, self.dataset.num_classes, len(train))
         self.state, self.start_epoch, self.position = replicate(state, self.mesh), 0, None
@@ -293,6 +296,8 @@ class Trainer:
         self.saver(call)
 
     def _evaluate(self, epoch: int, result) -> float:
+        # --ema: the average is scored, and checkpointed, with statistics of its own
+        self.state = refresh_statistics(self.state, self.model, self.train_data, self.average_spec)
         preds = predict(self.state, self.test_data, self.eval_spec, functools.partial(self._after_batch, epoch, result))
         return accuracy_percent(int((preds == self.test_labels).sum()), len(self.test_labels))
 

@@ -23,16 +23,18 @@ from jaxresnet.models import ARCHS
 
 class TrainState(train_state.TrainState):
     batch_stats: Any
-    # With --ema: {"params", "batch_stats"}, their exponential moving average over the steps, which
-    # evaluation scores in place of the weights; None otherwise.
+    # With --ema: {"params": the weights' exponential moving average over the steps, "batch_stats":
+    # the statistics recomputed for it when it was last scored (`training.average`)}, scored in place
+    # of the weights; None otherwise.
     ema: Any = None
 
 
-def ema_update(ema: dict, params, batch_stats, decay: float) -> dict:
-    """One step of the moving average: decay * average + (1 - decay) * now (torch's AveragedModel
-    with get_ema_multi_avg_fn(decay) and use_buffers=True: BatchNorm's statistics averaged too)."""
-    now = {"params": params, "batch_stats": batch_stats}
-    return jax.tree.map(lambda a, x: (decay * a + (1 - decay) * x).astype(a.dtype), ema, now)
+def ema_update(ema: dict, params, decay: float) -> dict:
+    """One step of the moving average of the weights: decay * average + (1 - decay) * now (torch's
+    AveragedModel with get_ema_multi_avg_fn(decay)). BatchNorm's statistics are not averaged: the
+    average's own are recomputed before it is scored (`training.average`)."""
+    average = jax.tree.map(lambda a, x: (decay * a + (1 - decay) * x).astype(a.dtype), ema["params"], params)
+    return {"params": average, "batch_stats": ema["batch_stats"]}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
