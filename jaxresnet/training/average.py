@@ -1,13 +1,13 @@
 """The BatchNorm statistics the moving average of the weights (--ema) is scored with.
 
-Only the weights are averaged (`state.ema_update`). With weight decay under BatchNorm the weights shrink
-and turn as they train, and an average of weights that turned is smaller than each of them: its
-activations are smaller than the statistics of the weights it averages expect (averaged with them,
-those statistics scored the average of a 48-pixel run at 43.77 % against its weights' 78.99 %:
-docs/recipe, session 17). So before the average is scored its own statistics are recomputed, as
-torch's `swa_utils.update_bn` does: forward passes in training mode over the training images (as
-scored, not augmented), in their stored order, a batch of the run's size at a time, each layer's
-running mean and unbiased variance the mean of its batches' with every batch weighted alike.
+Only the weights are averaged (`state.ema_update`). With weight decay under BatchNorm the weights
+shrink and turn as they train, and an average of weights that turned is smaller than each of them:
+its activations are smaller than the statistics of the weights it averages expect (averaged with
+them, those statistics scored the average far below its own weights: docs/recipe, session 17). So
+before the average is scored its own statistics are recomputed, as torch's `swa_utils.update_bn`
+does: forward passes in training mode over the training images (as scored, not augmented), in their
+stored order, a batch of the run's size at a time, each layer's running mean and unbiased variance
+the mean of its batches' with every batch weighted alike.
 """
 
 from __future__ import annotations
