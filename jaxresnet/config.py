@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jaxresnet.data.augment import parse_augment
+from jaxresnet.data.resolution import parse_resize_schedule, staged_epochs
 from jaxresnet.models import ARCHS
 from jaxresnet.models.layers import CONV_IMPLS, INITS, NORM_IMPLS
 from jaxresnet.recipes import RECIPES
@@ -73,12 +74,17 @@ def per_class(text: str) -> int | None:
         raise ValueError(f"expected an integer or all, got {text!r}") from None
 
 
-def _augment_error(value: str) -> str | None:
-    try:
-        parse_augment(value)
-    except ValueError as e:
-        return str(e)
-    return None
+def _parse_error(parse: Callable[[str], Any]) -> Callable[[str], str | None]:
+    """A `Flag.check` from a parser that raises ValueError with the message to show."""
+
+    def check(value: str) -> str | None:
+        try:
+            parse(value)
+        except ValueError as e:
+            return str(e)
+        return None
+
+    return check
 
 
 def _dataset_error(value) -> str | None:
@@ -140,7 +146,14 @@ class TrainConfig:
         "training augmentation on the device: none, or a comma-separated list of crop, flip, trivialaugment or "
         "randaugment (torchvision's policies), cutout",
         group="recipe",
-        check=_augment_error,
+        check=_parse_error(parse_augment),
+    )
+    resize_schedule: str = option(
+        "none",
+        "progressive resizing: comma-separated SIDE:EPOCHS stages trained before the rest of the epochs at "
+        "--resize (32:40: epochs 1-40 at 32 pixels); the test split is always scored at --resize",
+        group="recipe",
+        check=_parse_error(parse_resize_schedule),
     )
     crop_padding: int = option(4, "crop: the largest shift in source pixels, reflect-padded", group="recipe", low=1)
     cutout_size: int = option(8, "cutout: the zeroed square's side in source pixels", group="recipe", low=1)
@@ -258,6 +271,11 @@ class TrainConfig:
                 raise ConfigError(error)
         if self.warmup_epochs >= self.epochs and self.warmup_epochs:
             raise ConfigError(f"--warmup-epochs ({self.warmup_epochs}) must be fewer than --epochs ({self.epochs})")
+        if self.resize_schedule != "none" and staged_epochs(self.resize_schedule) >= self.epochs:
+            raise ConfigError(
+                f"--resize-schedule {self.resize_schedule} spans {staged_epochs(self.resize_schedule)} epochs; "
+                f"--epochs ({self.epochs}) must go beyond it, so the run ends at --resize ({self.resize})"
+            )
         if self.nesterov and not self.momentum:
             raise ConfigError("--nesterov needs a momentum > 0 (torch's rule)")
         if error := norm_impl_dtype_error(self.norm_impl, self.dtype):

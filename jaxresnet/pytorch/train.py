@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from jaxresnet.config import ConfigError, TrainConfig
 from jaxresnet.data import load_dataset
 from jaxresnet.data.augment import tta_views
+from jaxresnet.data.resolution import resize_at
 from jaxresnet.pytorch.ingredients import (
     TorchAugment,
     make_torch_optimizer,
@@ -97,24 +98,22 @@ class _TorchRun:
         config, n = self.config, len(self.labels)
         perm = torch.from_numpy(epoch_order(config.seed, epoch, n)).to(self.device)
         self.model.train()
-        correct, loss_sum = 0, 0.0
+        correct, loss_sum, side = 0, 0.0, resize_at(config, epoch)
         for start in range(0, n, config.batch_size):
             idx = perm[start : start + config.batch_size]
-            logits, loss, lr = self._step(self.images[idx], self.labels[idx])
+            logits, loss, lr = self._step(self.images[idx], self.labels[idx], side)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {start // config.batch_size + 1}")
             correct += int((logits.argmax(1) == self.labels[idx]).sum())
             loss_sum += float(loss.detach()) * len(idx)
         return accuracy_percent(correct, n), loss_sum / n, lr
 
-    def _step(self, raw, y):
+    def _step(self, raw, y, side: int):
         config = self.config
         if self.augment:
-            x = self.augment.resized(
-                torch_preprocess(self.augment.source(raw), config.resize, self.stats), self.source_size
-            )
+            x = self.augment.resized(torch_preprocess(self.augment.source(raw), side, self.stats), self.source_size)
         else:
-            x = torch_preprocess(raw, config.resize, self.stats)
+            x = torch_preprocess(raw, side, self.stats)
         x, own = self.augment.mix(x)
         self.opt.zero_grad(set_to_none=True)
         logits = self.model(x)

@@ -14,6 +14,7 @@ import os
 import jax
 
 from jaxresnet.config import TrainConfig
+from jaxresnet.data.resolution import parse_resize_schedule
 
 TRAIN_BYTES_PER_PIXEL = 1100
 EVAL_BYTES_PER_PIXEL = 150
@@ -22,10 +23,10 @@ ARCH_SCALE = {"resnet18": 0.6, "resnet34": 1.0, "resnet50": 2.5}
 
 def step_bytes(config: TrainConfig) -> int:
     """The larger of a training and a scoring step's working memory, estimated."""
-    pixels = config.resize * config.resize
+    side = max([config.resize] + [s for s, _ in parse_resize_schedule(config.resize_schedule)])  # the largest trained
     scale = ARCH_SCALE.get(config.arch, 1.0) * {"bfloat16": 0.6, "float64": 2.0}.get(config.dtype, 1.0)
-    train = config.batch_size * pixels * TRAIN_BYTES_PER_PIXEL * scale
-    score = config.eval_batch_size * pixels * EVAL_BYTES_PER_PIXEL * scale
+    train = config.batch_size * side * side * TRAIN_BYTES_PER_PIXEL * scale
+    score = config.eval_batch_size * config.resize * config.resize * EVAL_BYTES_PER_PIXEL * scale
     return int(max(train, score))
 
 

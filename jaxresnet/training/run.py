@@ -9,6 +9,7 @@ by epoch train, evaluate and save. Step checkpoints inside an epoch (a stop requ
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import sys
@@ -21,6 +22,7 @@ from jaxresnet.config import ConfigError, TrainConfig, resume_mismatch
 from jaxresnet.data import folder, load_dataset
 from jaxresnet.data.augment import augment_of
 from jaxresnet.data.datasets import DEFAULT_DATASET, stored_images
+from jaxresnet.data.resolution import resize_at
 from jaxresnet.models.layers import native_fallback_report
 from jaxresnet.training import memory
 from jaxresnet.training.average import refresh_statistics
@@ -201,13 +203,30 @@ class Trainer:
         if saved is not None:
             self._resume_from(saved)
         self.shuffle_key = replicate(self.shuffle_key, self.mesh)  # its permutations feed steps on every device
-        first_step = self.position.step if self.position else 0
-        prepare_programs(
-            self.state, self.shuffle_key, self.train_data, self.test_data, self.spec, self.eval_spec, first_step
-        )
+        self.prepared = None  # the training spec whose programs were last prepared
+        self._prepare(self.start_epoch + 1, self.position.step if self.position else 0)
         warn_native_fallbacks(self.err)  # the first program is traced: what the native backend refused of it
         if self.primary:
             write_config(self.workdir, config, framework="jax", dataset=self.dataset)
+
+    def _train_spec(self, epoch: int) -> StepSpec:
+        """The training steps' spec in `epoch`: at its side under --resize-schedule (and that side's
+        steps per call), else `self.spec`, at --resize."""
+        side = resize_at(self.config, epoch)
+        if side == self.spec.image_size:
+            return self.spec
+        chunk = steps_per_call(self.config.steps_per_call, len(self.train_data) // self.config.batch_size, side)
+        return dataclasses.replace(self.spec, image_size=side, steps=chunk)
+
+    def _prepare(self, epoch: int, first_step: int = 0) -> None:
+        """Have `epoch`'s training programs (and scoring's) prepared: at the start, and where
+        --resize-schedule changes the side."""
+        spec = self._train_spec(epoch)
+        if spec != self.prepared:
+            prepare_programs(
+                self.state, self.shuffle_key, self.train_data, self.test_data, spec, self.eval_spec, first_step
+            )
+            self.prepared = spec
 
     def _resume_from(self, saved) -> None:
         self.state, self.shuffle_key, self.history, self.start_epoch = (
@@ -274,13 +293,14 @@ class Trainer:
 
     def _train(self, epoch: int):
         bar = Progress(epoch, self.config.epochs, self.config.batch_size, self.err, enabled=self.progress)
+        self._prepare(epoch)
         try:
             self.state, result = train_epoch(
                 self.state,
                 self.train_data,
                 self.shuffle_key,
                 epoch,
-                self.spec,
+                self.prepared,
                 start=self.position,
                 on_call=lambda call: self._after_call(call, bar),
             )
