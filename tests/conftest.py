@@ -62,3 +62,18 @@ def _compilation_cache(xla_cache):
     from jaxresnet.training.compile_cache import enable_compilation_cache
 
     enable_compilation_cache(xla_cache)
+
+
+@pytest.fixture
+def refused(capsys):
+    """`refused(args, message)`: train.py refuses `args` with exit status 2 and one line on stderr
+    that holds `message`, before any work."""
+    from jaxresnet.cli.train import main
+
+    def check(args, message):
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(lines) == 1 and message in lines[0], lines
+
+    return check

@@ -206,13 +206,8 @@ def test_a_run_with_every_ingredient_scores_its_average_and_resumes_bit_for_bit(
     (["--augment", "trivialaugment,randaugment"], "--augment must be none or a comma-separated list of crop, flip, "
                                                   "trivialaugment, randaugment, cutout"),
 ])  # fmt: skip
-def test_bad_values_exit_2_with_one_line(capsys, args, message):
-    from jaxresnet.cli.train import main
-
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(lines) == 1 and message in lines[0], lines
+def test_bad_values_exit_2_with_one_line(refused, args, message):
+    refused(args, message)
 
 
 def test_the_torch_mirror_applies_the_policy_and_mixes_alike():
