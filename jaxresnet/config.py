@@ -150,8 +150,9 @@ class TrainConfig:
     )
     resize_schedule: str = option(
         "none",
-        "progressive resizing: comma-separated SIDE:EPOCHS stages trained before the rest of the epochs at "
-        "--resize (32:40: epochs 1-40 at 32 pixels); the test split is always scored at --resize",
+        "progressive resizing: comma-separated SIDE:EPOCHS or SIDE:PERCENT% (of --epochs) stages trained before "
+        "the rest of the epochs at --resize (32:40: epochs 1-40 at 32 pixels); the test split is always scored at "
+        "--resize",
         group="recipe",
         check=_parse_error(parse_resize_schedule),
     )
@@ -271,9 +272,9 @@ class TrainConfig:
                 raise ConfigError(error)
         if self.warmup_epochs >= self.epochs and self.warmup_epochs:
             raise ConfigError(f"--warmup-epochs ({self.warmup_epochs}) must be fewer than --epochs ({self.epochs})")
-        if self.resize_schedule != "none" and staged_epochs(self.resize_schedule) >= self.epochs:
+        if self.resize_schedule != "none" and staged_epochs(self) >= self.epochs:
             raise ConfigError(
-                f"--resize-schedule {self.resize_schedule} spans {staged_epochs(self.resize_schedule)} epochs; "
+                f"--resize-schedule {self.resize_schedule} spans {staged_epochs(self)} epochs; "
                 f"--epochs ({self.epochs}) must go beyond it, so the run ends at --resize ({self.resize})"
             )
         if self.nesterov and not self.momentum:

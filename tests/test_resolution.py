@@ -14,11 +14,22 @@ from jaxresnet.data.resolution import parse_resize_schedule, resize_at, staged_e
 def test_each_epoch_trains_at_its_stages_side_then_at_resize():
     config = TrainConfig(resize=48, epochs=80, resize_schedule="32:40, 40:10")
     assert parse_resize_schedule(config.resize_schedule) == ((32, 40), (40, 10))
-    assert staged_epochs(config.resize_schedule) == 50
+    assert staged_epochs(config) == 50
     sides = [resize_at(config, e) for e in range(1, 81)]
     assert sides == [32] * 40 + [40] * 10 + [48] * 30
     assert [resize_at(TrainConfig(resize=48), e) for e in (1, 10)] == [48, 48]  # none: --resize throughout
     assert TrainConfig().resize_schedule == "none"  # the reference's default
+    # an exact half goes up (12.5 % of 20 = 2.5 -> 3), with decimals read exactly (33.3 % of 30 = 9.99 -> 10)
+    assert staged_epochs(TrainConfig(epochs=20, resize_schedule="16:12.5%")) == 3
+    assert staged_epochs(TrainConfig(epochs=30, resize_schedule="16:33.3%,24:10")) == 20
+
+
+@pytest.mark.parametrize("epochs, staged", [(90, 40), (9, 4), (12, 5), (1, 0), (2, 1), (45, 20)])
+def test_a_stage_given_as_a_share_of_epochs_rounds_half_up(epochs, staged):
+    # 44 % of 90 epochs is 39.6 -> 40: the preset's 40 epochs at 32, and a shortened run keeps the share
+    config = TrainConfig(resize=48, epochs=epochs, resize_schedule="32:44%")
+    assert staged_epochs(config) == staged
+    assert [resize_at(config, e) for e in range(1, epochs + 1)] == [32] * staged + [48] * (epochs - staged)
 
 
 def _same_leaves(a, b):
@@ -70,10 +81,15 @@ def test_the_torch_mirror_trains_each_epoch_at_its_side_and_scores_at_resize(dat
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--resize-schedule", "32"], "--resize-schedule must be none or comma-separated SIDE:EPOCHS stages"),
-    (["--resize-schedule", "32:0"], "--resize-schedule must be none or comma-separated SIDE:EPOCHS stages"),
+    (["--resize-schedule", "32"], "--resize-schedule must be none or comma-separated SIDE:EPOCHS or SIDE:PERCENT%"),
+    (["--resize-schedule", "32:0"], "--resize-schedule must be none or comma-separated SIDE:EPOCHS or SIDE:PERCENT%"),
     (["--resize-schedule", "4:10"], "(sides >= 8, epochs >= 1"),
     (["--resize-schedule", "32:x"], "got '32:x'"),
+    (["--resize-schedule", "32:100%"], "0 < percent < 100"),
+    (["--resize-schedule", "32:0%"], "got '32:0%'"),
+    (["--resize-schedule", "32:4.5"], "got '32:4.5'"),
+    (["--resize-schedule", "32:60%,40:40%", "--epochs", "10"],
+     "--resize-schedule 32:60%,40:40% spans 10 epochs; --epochs (10) must go beyond it"),
     (["--resize-schedule", "32:6,40:4", "--epochs", "10"],
      "--resize-schedule 32:6,40:4 spans 10 epochs; --epochs (10) must go beyond it"),
 ])  # fmt: skip

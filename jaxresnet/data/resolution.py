@@ -5,39 +5,58 @@ epochs in the same time; the network, pooled adaptively, takes any side, and the
 fit its weights and BatchNorm statistics to the side the test split is scored at (fast.ai's and
 FFCV's progressive resizing). The side is a function of the epoch alone, so a resumed run trains
 each epoch at the side an uninterrupted one does.
+
+A stage lasts a number of epochs (32:40) or a share of --epochs (32:44%, rounded half up: 40 of 90),
+so a preset's schedule scales with the run when --epochs is given.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from fractions import Fraction
+
 MIN_SIDE = 8  # as --resize's bound
+_STAGE = re.compile(r"(\d+):(\d+|\d+(?:\.\d+)?%)")  # SIDE:EPOCHS or SIDE:PERCENT%
 
 
-def parse_resize_schedule(text: str) -> tuple[tuple[int, int], ...]:
-    """ "none", or comma-separated SIZE:EPOCHS stages -> ((side, epochs), ...); ValueError if bad."""
+def parse_resize_schedule(text: str) -> tuple[tuple[int, int | Fraction], ...]:
+    """ "none", or comma-separated stages -> ((side, epochs, or a percent of --epochs as a Fraction), ...);
+    ValueError if bad."""
     if text.strip() == "none":
         return ()
     stages = []
     for part in text.split(","):
-        side, colon, epochs = part.strip().partition(":")
-        stage = (int(side), int(epochs)) if colon and side.isdigit() and epochs.isdigit() else None
-        if stage is None or stage[0] < MIN_SIDE or stage[1] < 1:
+        match = _STAGE.fullmatch(part.strip())
+        if match:
+            side, length = int(match[1]), Fraction(match[2][:-1]) if match[2].endswith("%") else int(match[2])
+        if not match or side < MIN_SIDE or not 0 < length < (100 if isinstance(length, Fraction) else math.inf):
             raise ValueError(
-                "--resize-schedule must be none or comma-separated SIDE:EPOCHS stages (sides >= "
-                f"{MIN_SIDE}, epochs >= 1; 32:40 trains the first 40 epochs at 32 pixels), got {text!r}"
+                "--resize-schedule must be none or comma-separated SIDE:EPOCHS or SIDE:PERCENT% stages (sides >= "
+                f"{MIN_SIDE}, epochs >= 1, 0 < percent < 100; 32:40 trains the first 40 epochs at 32 pixels), "
+                f"got {text!r}"
             )
-        stages.append(stage)
+        stages.append((side, length))
     return tuple(stages)
 
 
-def staged_epochs(text: str) -> int:
-    """How many epochs the schedule's stages take before the run trains at --resize."""
-    return sum(epochs for _, epochs in parse_resize_schedule(text))
+def resize_stages(config) -> tuple[tuple[int, int], ...]:
+    """A run's (`jaxresnet.config.TrainConfig`) stages as (side, epochs), shares of --epochs resolved."""
+    return tuple(
+        (side, math.floor(length * config.epochs / 100 + Fraction(1, 2)) if isinstance(length, Fraction) else length)
+        for side, length in parse_resize_schedule(config.resize_schedule)
+    )
+
+
+def staged_epochs(config) -> int:
+    """How many epochs a run's stages take before it trains at --resize."""
+    return sum(epochs for _, epochs in resize_stages(config))
 
 
 def resize_at(config, epoch: int) -> int:
-    """The side a run's (`jaxresnet.config.TrainConfig`) training epoch `epoch` (1-based) resizes to."""
+    """The side a run's training epoch `epoch` (1-based) resizes to."""
     end = 0
-    for side, epochs in parse_resize_schedule(config.resize_schedule):
+    for side, epochs in resize_stages(config):
         end += epochs
         if epoch <= end:
             return side
