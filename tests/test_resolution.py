@@ -26,7 +26,7 @@ def test_each_epoch_trains_at_its_stages_side_then_at_resize():
 
 @pytest.mark.parametrize("epochs, staged", [(90, 40), (9, 4), (12, 5), (1, 0), (2, 1), (45, 20)])
 def test_a_stage_given_as_a_share_of_epochs_rounds_half_up(epochs, staged):
-    # 44 % of 90 epochs is 39.6 -> 40: the preset's 40 epochs at 32, and a shortened run keeps the share
+    # 44 % of 90 epochs is 39.6 -> 40 (sessions 20-21's 32:40), and a shortened run keeps the share
     config = TrainConfig(resize=48, epochs=epochs, resize_schedule="32:44%")
     assert staged_epochs(config) == staged
     assert [resize_at(config, e) for e in range(1, epochs + 1)] == [32] * staged + [48] * (epochs - staged)
