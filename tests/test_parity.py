@@ -199,6 +199,7 @@ def test_one_sgd_momentum_step_agrees(images, size):
             assert whole <= max(tol, 2 * whole32), (name, whole, whole32)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # torch warns on tensors over read-only numpy memory
 def test_torch_init_has_torch_default_moments():
     """--init torch draws every weight from torch's default distribution (per-layer moments agree)."""
     tsd = TorchResNet34().state_dict()

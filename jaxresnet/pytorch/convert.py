@@ -115,4 +115,5 @@ def flax_to_torch(variables, num_batches_tracked: int = 0) -> dict:
             sd[f"{mod}.weight"] = k.transpose(3, 2, 0, 1) if k.ndim == 4 else k.T
             if "bias" in leaves:
                 sd[f"{mod}.bias"] = np.asarray(leaves["bias"])
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
+    # A copy: numpy views of jax arrays are read-only, and torch tensors must own writable memory.
+    return {k: torch.from_numpy(np.array(v, order="C")) for k, v in sd.items()}
