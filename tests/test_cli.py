@@ -129,6 +129,18 @@ def test_bad_flag_values_exit_2_with_one_line(capsys, args, message):
     assert len(lines) == 1 and lines[0].startswith("train.py: error: ") and message in lines[0], err
 
 
+@pytest.mark.parametrize("module", ["train", "train_torch", "evaluate", "predict", "measure", "compare", "benchmark"])
+def test_help_prints_usage_and_exits_0(capsys, module):
+    import importlib
+
+    with pytest.raises(SystemExit) as e:  # argparse %-formats help text: an unescaped % raised here
+        importlib.import_module(f"jaxresnet.cli.{module}").main(["--help"])
+    out, err = capsys.readouterr()
+    assert e.value.code == 0 and err == "" and out.startswith(f"usage: {module}.py")
+    if module.startswith("train"):  # a help text with a literal percent sign comes through as written
+        assert "SIDE:PERCENT% (of --epochs)" in " ".join(out.split())
+
+
 # Refused later (the workdir, memory, JAX's processes, tensorflow-datasets): a real process each.
 @pytest.mark.parametrize(
     "args, message",

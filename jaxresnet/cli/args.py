@@ -47,11 +47,12 @@ def add_config_flags(p: argparse.ArgumentParser, *, torch: bool = False) -> None
             continue
         kind = types[f.name][0]
         shown = "" if f.default is None else f" (default: {f.default})"
+        text = spec.help.replace("%", "%%")  # argparse %-formats help text (`--help` would raise on 32:44%)
         if kind is bool and spec.spelling:  # --no-download: a switch that turns the field off
-            groups[spec.group].add_argument(spec.spelling, dest=f.name, action="store_false", help=spec.help)
+            groups[spec.group].add_argument(spec.spelling, dest=f.name, action="store_false", help=text)
         elif kind is bool:
             groups[spec.group].add_argument(
-                flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=spec.help
+                flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=text
             )
         else:
             groups[spec.group].add_argument(
@@ -59,7 +60,7 @@ def add_config_flags(p: argparse.ArgumentParser, *, torch: bool = False) -> None
                 type=_argument_type(spec.parse or kind),
                 default=f.default,
                 choices=spec.choices,
-                help=spec.help + shown,
+                help=text + shown.replace("%", "%%"),
             )
     p.add_argument("--workdir", default=None, help="where outputs go (default: a new folder under runs/)")
 
