@@ -428,6 +428,7 @@ def test_recipe_presets_resolve_and_an_explicit_flag_wins():
     from jaxresnet.cli.args import experiment_config
     from jaxresnet.cli.train import build_parser
     from jaxresnet.cli.train_torch import build_parser as torch_parser
+    from jaxresnet.data.resolution import resize_at
     from jaxresnet.recipes import RECIPES
 
     def resolve(parser, argv):
@@ -440,8 +441,10 @@ def test_recipe_presets_resolve_and_an_explicit_flag_wins():
         for parser in (build_parser(), torch_parser()):
             resolved = resolve(parser, ["--recipe", name]).validate()
             assert resolved.recipe == name and all(getattr(resolved, k) == v for k, v in preset.items())
-    mixed = resolve(build_parser(), ["--recipe", "improved", "--epochs", "12", "--lr=0.1", "--augment", "none"])
-    assert (mixed.epochs, mixed.lr, mixed.augment, mixed.schedule) == (12, 0.1, "none", RECIPES["improved"]["schedule"])
+    mixed = resolve(build_parser(), ["--recipe", "improved", "--epochs", "12", "--lr=0.2", "--augment", "none"])
+    assert (mixed.epochs, mixed.lr, mixed.augment, mixed.schedule) == (12, 0.2, "none", RECIPES["improved"]["schedule"])
+    # the preset's resize stage is a share of --epochs, so it scales with an explicit --epochs
+    assert [resize_at(mixed.validate(), e) for e in range(1, 13)] == [32] * 5 + [48] * 7
     # a boolean of the preset can be turned either way
     assert resolve(build_parser(), ["--recipe", "improved", "--no-nesterov"]).nesterov is False
     assert resolve(build_parser(), ["--recipe", "reference", "--nesterov"]).nesterov is True
