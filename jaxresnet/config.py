@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jaxresnet.data.augment import parse_augment
+from jaxresnet.data.augment import parse_augment, parse_refine, refined_epochs
 from jaxresnet.data.resolution import parse_resize_schedule, staged_epochs
 from jaxresnet.models import ARCHS
 from jaxresnet.models.layers import CONV_IMPLS, INITS, NORM_IMPLS
@@ -156,6 +156,13 @@ class TrainConfig:
         group="recipe",
         check=_parse_error(parse_resize_schedule),
     )
+    refine: str = option(
+        "0",
+        "refined augmentation: the last EPOCHS or PERCENT% of --epochs train with crop and flip only, the policy, "
+        "cutout, MixUp and CutMix off (He et al. 2019; 0: off)",
+        group="recipe",
+        check=_parse_error(parse_refine),
+    )
     crop_padding: int = option(4, "crop: the largest shift in source pixels, reflect-padded", group="recipe", low=1)
     cutout_size: int = option(8, "cutout: the zeroed square's side in source pixels", group="recipe", low=1)
     weight_decay: float = option(
@@ -276,6 +283,11 @@ class TrainConfig:
             raise ConfigError(
                 f"--resize-schedule {self.resize_schedule} spans {staged_epochs(self)} epochs; "
                 f"--epochs ({self.epochs}) must go beyond it, so the run ends at --resize ({self.resize})"
+            )
+        if refined_epochs(self) >= self.epochs:
+            raise ConfigError(
+                f"--refine {self.refine} spans {refined_epochs(self)} epochs; "
+                f"--epochs ({self.epochs}) must go beyond it"
             )
         if self.nesterov and not self.momentum:
             raise ConfigError("--nesterov needs a momentum > 0 (torch's rule)")

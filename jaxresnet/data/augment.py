@@ -10,6 +10,9 @@
 - **cutout**: a square of side `cutout` source pixels (scaled to the resized image) set to zero in the
   normalised image, that is to the dataset's mean colour, its centre uniform over the image and the
   square clipped at the border (DeVries & Taylor 2017).
+- **refine** (`--refine`): the run's last epochs train with crop and flip only, the policy, cutout
+  and the mixing off, so the weights and BatchNorm's statistics settle on images like the test
+  split's (He et al. 2019, "Data augmentation revisited": refined data augmentation).
 - **mixup** / **cutmix** (`--mixup`, `--cutmix`: their Beta(a, a)): the batch blended, or a box of it
   pasted, with the batch rolled by one, the labels weighted alike (torchvision's v2.MixUp and
   v2.CutMix; with both, each batch takes one of them at random, as v2.RandomChoice would); with
@@ -30,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxresnet.data.policy import POLICIES, apply_policy
+from jaxresnet.data.resolution import epochs_of, parse_length
 
 AUGMENTS = ("crop", "flip", *POLICIES, "cutout")
 # Folded into the shuffle key first: augmentation draws are a stream of their own, apart from the
@@ -76,6 +80,28 @@ def augment_of(config) -> Augment:
         cutmix=config.cutmix,
         mix_prob=config.mix_prob,
     )
+
+
+def parse_refine(text: str):
+    """--refine: 0, EPOCHS or PERCENT% (of --epochs) -> epochs (int) or a percent (Fraction); ValueError if bad."""
+    length = parse_length(text)
+    if length is None or (not isinstance(length, int) and not 0 < length < 100):
+        raise ValueError(f"--refine must be 0, EPOCHS or PERCENT% of --epochs (0 < percent < 100), got {text!r}")
+    return length
+
+
+def refined_epochs(config) -> int:
+    """How many of a run's (`jaxresnet.config.TrainConfig`) last epochs train under --refine."""
+    return epochs_of(parse_refine(config.refine), config.epochs)
+
+
+def augment_at(config, epoch: int) -> Augment:
+    """What a run's training steps apply in `epoch` (1-based): crop and flip only in --refine's last
+    epochs. A function of the epoch alone, so a resumed run augments as an uninterrupted one."""
+    augment = augment_of(config)
+    if epoch > config.epochs - refined_epochs(config):
+        return Augment(crop=augment.crop, flip=augment.flip)
+    return augment
 
 
 def epoch_key(shuffle_key: jax.Array, epoch) -> jax.Array:

@@ -17,7 +17,21 @@ import re
 from fractions import Fraction
 
 MIN_SIDE = 8  # as --resize's bound
-_STAGE = re.compile(r"(\d+):(\d+|\d+(?:\.\d+)?%)")  # SIDE:EPOCHS or SIDE:PERCENT%
+_LENGTH = r"\d+|\d+(?:\.\d+)?%"  # EPOCHS or PERCENT% (of --epochs)
+_STAGE = re.compile(rf"(\d+):({_LENGTH})")  # SIDE:EPOCHS or SIDE:PERCENT%
+
+
+def parse_length(text: str) -> int | Fraction | None:
+    """A span of a run: EPOCHS -> int, PERCENT% (of --epochs) -> Fraction; None if neither."""
+    if not re.fullmatch(_LENGTH, text.strip()):
+        return None
+    text = text.strip()
+    return Fraction(text[:-1]) if text.endswith("%") else int(text)
+
+
+def epochs_of(length: int | Fraction, epochs: int) -> int:
+    """A span's epochs in a run of `epochs`: a share rounded half up (44% of 90: 40)."""
+    return math.floor(length * epochs / 100 + Fraction(1, 2)) if isinstance(length, Fraction) else length
 
 
 def parse_resize_schedule(text: str) -> tuple[tuple[int, int | Fraction], ...]:
@@ -29,7 +43,7 @@ def parse_resize_schedule(text: str) -> tuple[tuple[int, int | Fraction], ...]:
     for part in text.split(","):
         match = _STAGE.fullmatch(part.strip())
         if match:
-            side, length = int(match[1]), Fraction(match[2][:-1]) if match[2].endswith("%") else int(match[2])
+            side, length = int(match[1]), parse_length(match[2])
         if not match or side < MIN_SIDE or not 0 < length < (100 if isinstance(length, Fraction) else math.inf):
             raise ValueError(
                 "--resize-schedule must be none or comma-separated SIDE:EPOCHS or SIDE:PERCENT% stages (sides >= "
@@ -42,10 +56,8 @@ def parse_resize_schedule(text: str) -> tuple[tuple[int, int | Fraction], ...]:
 
 def resize_stages(config) -> tuple[tuple[int, int], ...]:
     """A run's (`jaxresnet.config.TrainConfig`) stages as (side, epochs), shares of --epochs resolved."""
-    return tuple(
-        (side, math.floor(length * config.epochs / 100 + Fraction(1, 2)) if isinstance(length, Fraction) else length)
-        for side, length in parse_resize_schedule(config.resize_schedule)
-    )
+    stages = parse_resize_schedule(config.resize_schedule)
+    return tuple((side, epochs_of(length, config.epochs)) for side, length in stages)
 
 
 def staged_epochs(config) -> int:

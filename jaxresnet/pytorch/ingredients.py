@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from jaxresnet.config import TrainConfig
-from jaxresnet.data.augment import augment_of
+from jaxresnet.data.augment import augment_at
 from jaxresnet.pytorch.reference import ResNetBlock, torch_preprocess
 from jaxresnet.training.optimizer import ONECYCLE_DIV, ONECYCLE_FINAL_DIV, ONECYCLE_PCT_START, WARMUP_START_FACTOR
 
@@ -79,10 +79,10 @@ def make_torch_optimizer(params, config: TrainConfig, steps_per_epoch: int):
 
 class TorchAugment:
     """The JAX run's augmentations on a torch batch: crop, flip and the policy of uint8 NHWC, cutout
-    and the mixing of float NCHW."""
+    and the mixing of float NCHW, as the run applies them in `epoch` (--refine's last epochs: crop and flip)."""
 
-    def __init__(self, config: TrainConfig):
-        self.aug = augment_of(config)
+    def __init__(self, config: TrainConfig, epoch: int = 1):
+        self.aug = augment_at(config, epoch)
 
     def __bool__(self) -> bool:
         return bool(self.aug)

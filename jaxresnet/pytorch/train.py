@@ -83,7 +83,6 @@ class _TorchRun:
         self.opt, self.scheduler = make_torch_optimizer(
             self.model.parameters(), config, steps_per_epoch(len(train), config.batch_size)
         )
-        self.augment = TorchAugment(config)
         # --ema: torch's own moving average of the weights; its BatchNorm statistics recomputed to score it
         swa = torch.optim.swa_utils
         self.ema = (swa.AveragedModel(self.model, multi_avg_fn=swa.get_ema_multi_avg_fn(config.ema))
@@ -98,23 +97,23 @@ class _TorchRun:
         config, n = self.config, len(self.labels)
         perm = torch.from_numpy(epoch_order(config.seed, epoch, n)).to(self.device)
         self.model.train()
-        correct, loss_sum, side = 0, 0.0, resize_at(config, epoch)
+        correct, loss_sum, side, augment = 0, 0.0, resize_at(config, epoch), TorchAugment(config, epoch)
         for start in range(0, n, config.batch_size):
             idx = perm[start : start + config.batch_size]
-            logits, loss, lr = self._step(self.images[idx], self.labels[idx], side)
+            logits, loss, lr = self._step(self.images[idx], self.labels[idx], side, augment)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {start // config.batch_size + 1}")
             correct += int((logits.argmax(1) == self.labels[idx]).sum())
             loss_sum += float(loss.detach()) * len(idx)
         return accuracy_percent(correct, n), loss_sum / n, lr
 
-    def _step(self, raw, y, side: int):
+    def _step(self, raw, y, side: int, augment: TorchAugment):
         config = self.config
-        if self.augment:
-            x = self.augment.resized(torch_preprocess(self.augment.source(raw), side, self.stats), self.source_size)
+        if augment:
+            x = augment.resized(torch_preprocess(augment.source(raw), side, self.stats), self.source_size)
         else:
             x = torch_preprocess(raw, side, self.stats)
-        x, own = self.augment.mix(x)
+        x, own = augment.mix(x)
         self.opt.zero_grad(set_to_none=True)
         logits = self.model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)

@@ -20,7 +20,7 @@ import jax
 
 from jaxresnet.config import ConfigError, TrainConfig, resume_mismatch
 from jaxresnet.data import folder, load_dataset
-from jaxresnet.data.augment import augment_of
+from jaxresnet.data.augment import augment_at, augment_of
 from jaxresnet.data.datasets import DEFAULT_DATASET, stored_images
 from jaxresnet.data.resolution import resize_at
 from jaxresnet.models.layers import native_fallback_report
@@ -211,12 +211,12 @@ class Trainer:
 
     def _train_spec(self, epoch: int) -> StepSpec:
         """The training steps' spec in `epoch`: at its side under --resize-schedule (and that side's
-        steps per call), else `self.spec`, at --resize."""
-        side = resize_at(self.config, epoch)
-        if side == self.spec.image_size:
+        steps per call) and with its augmentation under --refine, else `self.spec`."""
+        side, augment = resize_at(self.config, epoch), augment_at(self.config, epoch)
+        if side == self.spec.image_size and augment == self.spec.augment:
             return self.spec
         chunk = steps_per_call(self.config.steps_per_call, len(self.train_data) // self.config.batch_size, side)
-        return dataclasses.replace(self.spec, image_size=side, steps=chunk)
+        return dataclasses.replace(self.spec, image_size=side, steps=chunk, augment=augment)
 
     def _prepare(self, epoch: int, first_step: int = 0) -> None:
         """Have `epoch`'s training programs (and scoring's) prepared: at the start, and where
