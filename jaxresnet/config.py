@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jaxresnet.data.augment import parse_augment, parse_refine, refined_epochs
+from jaxresnet.data.policy import BINS, RANDAUGMENT_BIN, RANDAUGMENT_OPS
 from jaxresnet.data.resolution import parse_resize_schedule, staged_epochs
 from jaxresnet.models import ARCHS
 from jaxresnet.models.layers import CONV_IMPLS, INITS, NORM_IMPLS
@@ -163,6 +164,19 @@ class TrainConfig:
         group="recipe",
         check=_parse_error(parse_refine),
     )
+    randaugment_ops: int = option(
+        RANDAUGMENT_OPS,
+        "randaugment: the ops applied to each image in turn (torchvision's num_ops)",
+        group="recipe",
+        low=1,
+    )
+    randaugment_magnitude: int = option(
+        RANDAUGMENT_BIN,
+        f"randaugment: the magnitude, a bin of 0-{BINS - 1} (torchvision's magnitude of {BINS} bins)",
+        group="recipe",
+        low=0,
+        check=lambda b: None if b < BINS else f"--randaugment-magnitude must be a bin of 0-{BINS - 1}, got {b}",
+    )
     crop_padding: int = option(4, "crop: the largest shift in source pixels, reflect-padded", group="recipe", low=1)
     cutout_size: int = option(8, "cutout: the zeroed square's side in source pixels", group="recipe", low=1)
     weight_decay: float = option(
@@ -289,6 +303,10 @@ class TrainConfig:
                 f"--refine {self.refine} spans {refined_epochs(self)} epochs; "
                 f"--epochs ({self.epochs}) must go beyond it"
             )
+        if (self.randaugment_ops, self.randaugment_magnitude) != (RANDAUGMENT_OPS, RANDAUGMENT_BIN) and (
+            "randaugment" not in parse_augment(self.augment)
+        ):
+            raise ConfigError("--randaugment-ops and --randaugment-magnitude need randaugment in --augment")
         if self.nesterov and not self.momentum:
             raise ConfigError("--nesterov needs a momentum > 0 (torch's rule)")
         if error := norm_impl_dtype_error(self.norm_impl, self.dtype):

@@ -90,6 +90,61 @@ def test_policy_draws_follow_seed_epoch_and_step_and_differ_per_image():
     assert one.dtype == jnp.uint8
 
 
+def _recorded_ops(monkeypatch, policy_module, batch, ops, magnitude):
+    """(op, |magnitude|) of every image in every round of RandAugment(ops, magnitude) on `batch`."""
+    seen, apply_ops_ = [], policy_module.apply_ops
+
+    def recording(x, op, m):
+        seen.append((np.asarray(op), np.abs(np.asarray(m))))
+        return apply_ops_(x, op, m)
+
+    monkeypatch.setattr(policy_module, "apply_ops", recording)
+    apply_policy(batch, jax.random.key(3), "randaugment", ops, magnitude)
+    return seen
+
+
+@pytest.mark.parametrize("ops, magnitude", [(1, 0), (3, 14), (2, 30)])
+def test_randaugment_applies_its_ops_in_turn_at_its_magnitude(monkeypatch, ops, magnitude):
+    from jaxresnet.data import policy
+
+    batch = jnp.asarray(np.stack([_known_image(16)] * 32))
+    rounds = _recorded_ops(monkeypatch, policy, batch, ops, magnitude)
+    table = magnitudes("randaugment", 16)
+    assert len(rounds) == ops
+    for op, m in rounds:
+        np.testing.assert_array_equal(m, table[op, magnitude])  # torchvision's magnitude of that bin
+        assert len(set(op.tolist())) > 5  # each image draws its own op
+
+
+def test_a_larger_magnitude_moves_a_known_image_further():
+    """The same draws (ops and signs do not depend on the magnitude) at bins 0, 9 and 30: the images
+    change more as the bin grows; at bin 0 only the ops without a magnitude act (autocontrast,
+    equalize, and solarize at 255)."""
+    batch = jnp.asarray(np.stack([_known_image(16)] * 64))
+    change = [float(jnp.abs(apply_policy(batch, jax.random.key(5), "randaugment", 1, m).astype(jnp.float32)
+                            - batch.astype(jnp.float32)).mean()) for m in (0, 9, 30)]  # fmt: skip
+    assert 0 < change[0] < change[1] < change[2], change
+    default = apply_policy(batch, jax.random.key(5), "randaugment")
+    np.testing.assert_array_equal(default, apply_policy(batch, jax.random.key(5), "randaugment", 2, 9))
+
+
+def test_the_torch_mirror_applies_randaugments_ops_and_magnitude(monkeypatch):
+    import torch
+
+    from jaxresnet.config import TrainConfig
+    from jaxresnet.pytorch import ingredients
+    from jaxresnet.pytorch.ingredients import TorchAugment
+
+    seen, pil_op = [], ingredients._pil_op
+    monkeypatch.setattr(ingredients, "_pil_op", lambda img, op, m: seen.append((op, abs(m))) or pil_op(img, op, m))
+    torch.manual_seed(0)
+    aug = TorchAugment(TrainConfig(augment="randaugment", randaugment_ops=3, randaugment_magnitude=20))
+    aug.source(torch.from_numpy(np.stack([_known_image(16)] * 4)))
+    table = magnitudes("randaugment", 16)
+    assert len(seen) == 3 * 4
+    assert all(m == pytest.approx(float(table[OPS.index(op), 20])) for op, m in seen), seen
+
+
 def test_test_images_are_never_augmented():
     spec = StepSpec(8, 16, augment=Augment(crop=2, flip=True, policy="trivialaugment", mixup=0.2))
     assert spec.for_eval(8).augment == Augment() and spec.for_eval(8).ema == 0.0
@@ -205,6 +260,14 @@ def test_a_run_with_every_ingredient_scores_its_average_and_resumes_bit_for_bit(
     (["--mix-prob", "1.5"], "--mix-prob must be in (0, 1], got 1.5"),
     (["--augment", "trivialaugment,randaugment"], "--augment must be none or a comma-separated list of crop, flip, "
                                                   "trivialaugment, randaugment, cutout"),
+    (["--randaugment-ops", "0"], "--randaugment-ops must be an integer >= 1, got 0"),
+    (["--randaugment-magnitude", "-1"], "--randaugment-magnitude must be an integer >= 0, got -1"),
+    (["--randaugment-magnitude", "31"], "--randaugment-magnitude must be a bin of 0-30, got 31"),
+    (["--randaugment-magnitude", "x"], "--randaugment-magnitude"),
+    (["--augment", "crop,trivialaugment", "--randaugment-ops", "3"],
+     "--randaugment-ops and --randaugment-magnitude need randaugment in --augment"),
+    (["--recipe", "improved", "--augment", "crop,flip", "--randaugment-magnitude", "12"],
+     "--randaugment-ops and --randaugment-magnitude need randaugment in --augment"),
 ])  # fmt: skip
 def test_bad_values_exit_2_with_one_line(refused, args, message):
     refused(args, message)

@@ -6,7 +6,8 @@
   and most CIFAR recipes since use reflect); at --resize 128 a band would be 16 pixels wide.
 - **flip**: a horizontal flip with probability 1/2.
 - **trivialaugment** / **randaugment**: torchvision's TrivialAugmentWide / RandAugment policies,
-  each image its own draw (`jaxresnet.data.policy`).
+  each image its own draw (`jaxresnet.data.policy`); RandAugment's ops and magnitude are
+  `--randaugment-ops` and `--randaugment-magnitude`.
 - **cutout**: a square of side `cutout` source pixels (scaled to the resized image) set to zero in the
   normalised image, that is to the dataset's mean colour, its centre uniform over the image and the
   square clipped at the border (DeVries & Taylor 2017).
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from jaxresnet.data.policy import POLICIES, apply_policy
+from jaxresnet.data.policy import POLICIES, RANDAUGMENT_BIN, RANDAUGMENT_OPS, apply_policy
 from jaxresnet.data.resolution import epochs_of, parse_length
 
 AUGMENTS = ("crop", "flip", *POLICIES, "cutout")
@@ -48,6 +49,8 @@ class Augment:
     crop: int = 0  # largest shift in source pixels; 0: off
     flip: bool = False
     policy: str = ""  # trivialaugment or randaugment; "": none
+    policy_ops: int = RANDAUGMENT_OPS  # randaugment: ops applied in turn
+    policy_magnitude: int = RANDAUGMENT_BIN  # randaugment: the magnitude bin
     cutout: int = 0  # square side in source pixels; 0: off
     mixup: float = 0.0  # MixUp's Beta(a, a); 0: off
     cutmix: float = 0.0  # CutMix's Beta(a, a); 0: off
@@ -75,6 +78,8 @@ def augment_of(config) -> Augment:
         crop=config.crop_padding if "crop" in names else 0,
         flip="flip" in names,
         policy=next((n for n in names if n in POLICIES), ""),
+        policy_ops=config.randaugment_ops,
+        policy_magnitude=config.randaugment_magnitude,
         cutout=config.cutout_size if "cutout" in names else 0,
         mixup=config.mixup,
         cutmix=config.cutmix,
@@ -162,7 +167,8 @@ def augment_source(images_u8, key, aug: Augment):
     if aug.flip:
         images_u8 = random_flip(images_u8, k_flip)
     if aug.policy:
-        images_u8 = apply_policy(images_u8, jax.random.fold_in(key, 2), aug.policy)
+        k_policy = jax.random.fold_in(key, 2)
+        images_u8 = apply_policy(images_u8, k_policy, aug.policy, aug.policy_ops, aug.policy_magnitude)
     return images_u8
 
 

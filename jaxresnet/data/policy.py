@@ -3,8 +3,9 @@
 The policies of torchvision's `TrivialAugmentWide` and `RandAugment`, op for op and magnitude for
 magnitude, on a batch of stored uint8 images (before the resize), each image drawing its own:
 TrivialAugment applies one op to each image, uniformly chosen among the 14 below, at a magnitude
-drawn uniformly from 31 bins (and a random sign where the op has one); RandAugment applies two
-ops in turn at the fixed bin 9. Geometric ops use dm-pix's affine sampling (nearest pixel, black
+drawn uniformly from 31 bins (and a random sign where the op has one); RandAugment applies N ops
+in turn at a fixed bin M (torchvision's num_ops=2, magnitude=9 by default; `--randaugment-ops`,
+`--randaugment-magnitude`). Geometric ops use dm-pix's affine sampling (nearest pixel, black
 fill, as torchvision's); the colour ops are PIL's, which torchvision's follow: enhancements blend
 the image with a degenerate one (black, grayscale, mean gray, smoothed), results cut back to
 uint8 as uint8 arithmetic does. Every op is computed for the whole batch and each image takes its
@@ -44,16 +45,17 @@ def magnitudes(policy: str, side: int) -> np.ndarray:
     return np.stack([table.get(op, np.zeros(BINS)) for op in OPS]).astype(np.float32)
 
 
-def apply_policy(images_u8, key, policy: str):
-    """The policy on a uint8 NHWC batch: one draw per image from `key`; uint8 out."""
+def apply_policy(images_u8, key, policy: str, ops: int = RANDAUGMENT_OPS, magnitude: int = RANDAUGMENT_BIN):
+    """The policy on a uint8 NHWC batch: one draw per image from `key`; uint8 out. RandAugment
+    applies `ops` ops in turn at the bin `magnitude`; TrivialAugment ignores both."""
     n, h = images_u8.shape[:2]
     table = jnp.asarray(magnitudes(policy, h))
     x = images_u8.astype(jnp.float32)
-    rounds = 1 if policy == "trivialaugment" else RANDAUGMENT_OPS
+    rounds = 1 if policy == "trivialaugment" else ops
     for k in jax.random.split(key, rounds):
         k_op, k_bin, k_sign = jax.random.split(k, 3)
         op = jax.random.randint(k_op, (n,), 0, len(OPS))
-        b = jax.random.randint(k_bin, (n,), 0, BINS) if policy == "trivialaugment" else jnp.full((n,), RANDAUGMENT_BIN)
+        b = jax.random.randint(k_bin, (n,), 0, BINS) if policy == "trivialaugment" else jnp.full((n,), magnitude)
         sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (n,)), -1.0, 1.0)
         signed = jnp.isin(op, jnp.asarray([OPS.index(s) for s in SIGNED]))
         x = apply_ops(x, op, table[op, b] * jnp.where(signed, sign, 1.0))

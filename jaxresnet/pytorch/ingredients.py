@@ -99,7 +99,7 @@ class TorchAugment:
             flip = torch.rand(n, device=x.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(2), x)
         if self.aug.policy:
-            x = torch.stack([pil_policy(image, self.aug.policy) for image in x])
+            x = torch.stack([pil_policy(image, self.aug) for image in x])
         return x
 
     def resized(self, x: torch.Tensor, source_size: int) -> torch.Tensor:
@@ -137,19 +137,20 @@ class TorchAugment:
         return out, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
 
 
-def pil_policy(image_u8: torch.Tensor, policy: str) -> torch.Tensor:
-    """One HWC uint8 image under `policy` (jaxresnet.data.policy's draws and magnitudes) through PIL's
+def pil_policy(image_u8: torch.Tensor, aug) -> torch.Tensor:
+    """One HWC uint8 image under `aug.policy` (jaxresnet.data.policy's draws and magnitudes) through PIL's
     own operations, as torchvision's TrivialAugmentWide / RandAugment apply them to a PIL image.
     (torchvision itself is not used: the registry's build of it needs CUDA's libraries.)"""
     from PIL import Image
 
-    from jaxresnet.data.policy import BINS, OPS, RANDAUGMENT_BIN, RANDAUGMENT_OPS, SIGNED, magnitudes
+    from jaxresnet.data.policy import BINS, OPS, SIGNED, magnitudes
 
     img = Image.fromarray(image_u8.numpy())
-    table = magnitudes(policy, img.size[1])
-    for _ in range(1 if policy == "trivialaugment" else RANDAUGMENT_OPS):
+    wide = aug.policy == "trivialaugment"
+    table = magnitudes(aug.policy, img.size[1])
+    for _ in range(1 if wide else aug.policy_ops):
         op = int(torch.randint(len(OPS), ()))
-        m = float(table[op, int(torch.randint(BINS, ())) if policy == "trivialaugment" else RANDAUGMENT_BIN])
+        m = float(table[op, int(torch.randint(BINS, ())) if wide else aug.policy_magnitude])
         if OPS[op] in SIGNED and torch.rand(()) < 0.5:
             m = -m
         img = _pil_op(img, OPS[op], m)
